@@ -1,0 +1,65 @@
+import Foundation
+
+/// The osqueryd flags that point an agent at this gateway (PROTOCOL.md 9 and 11).
+struct AgentFlags {
+    let configuration: GatewayConfiguration
+    /// Host name agents use; must match the server certificate. Defaults from `listen`.
+    var hostname: String?
+
+    var lines: [String] {
+        let endpoints = configuration.endpoints
+        let host: String
+        if let hostname {
+            host = hostname
+        } else if ["127.0.0.1", "::1", "localhost"].contains(configuration.listen.host) {
+            host = "localhost"
+        } else if ["0.0.0.0", "::"].contains(configuration.listen.host) {
+            host = ProcessInfo.processInfo.hostName
+        } else {
+            host = configuration.listen.host
+        }
+        var flags = [
+            "--tls_hostname=\(host):\(configuration.listen.port)",
+            "--tls_server_certs=\(serverCABundle)",
+        ]
+        switch configuration.enrollment.secrets.first?.source {
+        case .file(let path): flags.append("--enroll_secret_path=\(path)")
+        case .environment(let name): flags.append("--enroll_secret_env=\(name)")
+        case nil: flags.append("--disable_enrollment=true")
+        }
+        if configuration.enrollment.secretField != "enroll_secret" {
+            flags.append("--tls_enroll_override=\(configuration.enrollment.secretField)")
+        }
+        flags += [
+            "--enroll_tls_endpoint=\(endpoints.enroll)",
+            "--config_plugin=tls",
+            "--config_tls_endpoint=\(endpoints.config)",
+            "--config_refresh=300",
+            "--logger_plugin=tls",
+            "--logger_tls_endpoint=\(endpoints.logger)",
+            "--logger_tls_compress=true",
+            "--distributed_plugin=tls",
+            "--disable_distributed=false",
+            "--distributed_tls_read_endpoint=\(endpoints.distributedRead)",
+            "--distributed_tls_write_endpoint=\(endpoints.distributedWrite)",
+        ]
+        if configuration.tls.clientCertificates != .none, let client = developmentClientPair {
+            flags += ["--tls_client_cert=\(client.certificate)", "--tls_client_key=\(client.key)"]
+        }
+        return flags
+    }
+
+    /// The CA bundle agents should trust: `ca.pem` beside the server certificate (what `init` writes),
+    /// else the certificate file itself (enough for a self-signed or full-chain file).
+    private var serverCABundle: String {
+        let folder = (configuration.tls.certificate as NSString).deletingLastPathComponent
+        let ca = folder + "/ca.pem"
+        return FileManager.default.fileExists(atPath: ca) ? ca : configuration.tls.certificate
+    }
+
+    private var developmentClientPair: (certificate: String, key: String)? {
+        let folder = (configuration.tls.certificate as NSString).deletingLastPathComponent
+        let pair = (folder + "/client.pem", folder + "/client.key")
+        return FileManager.default.fileExists(atPath: pair.0) ? pair : nil
+    }
+}

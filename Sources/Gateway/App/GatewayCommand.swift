@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `osquery-gateway`: the command line (DESIGN.md 4.1).
+///
+/// Exit codes: 0 ok, 64 usage, 78 configuration error, 1 anything else.
+@main
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "osquery-gateway",
+        abstract: "A TLS gateway between osquery agents and everything behind them.",
+        discussion: """
+            Agents enroll, fetch config, send logs and poll for distributed queries over the osquery TLS
+            remote API. The gateway authenticates them by node key and client certificate, serves one
+            config per node, and acknowledges logs only once they are durable on disk.
+
+            First run: `osquery-gateway serve` with no configuration writes a development PKI, an enroll
+            secret and a config under ./data, listens on 127.0.0.1:8443 and prints the osqueryd flags.
+            """,
+        subcommands: [ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}
+
+/// Shared `--config` option and the rule for finding the configuration file.
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: ArgumentHelp(
+        "Configuration file (YAML).",
+        discussion: "Default: Config/gateway.yaml if present, else data/gateway.yaml (written on first start)."),
+        completion: .file(extensions: ["yaml", "yml"]))
+    var config: String?
+
+    /// The file to read, or nil when none exists yet (first start).
+    func resolvedPath() -> String? {
+        if let config { return config }
+        for candidate in ["Config/gateway.yaml", "data/gateway.yaml"] where FileManager.default.fileExists(atPath: candidate) {
+            return candidate
+        }
+        return nil
+    }
+
+    /// Loads the configuration, turning problems into exit code 78 with every problem printed.
+    func load() throws -> GatewayConfiguration {
+        guard let path = resolvedPath() else {
+            throw CommandFailure.configuration("no configuration file: pass --config, or run `osquery-gateway init`")
+        }
+        do {
+            return try GatewayConfiguration.load(file: path)
+        } catch let error as ConfigurationError {
+            throw CommandFailure.configuration(error.description)
+        }
+    }
+}
+
+/// Failures that map to an exit code.
+enum CommandFailure: Error, CustomStringConvertible {
+    case configuration(String)
+
+    var description: String {
+        switch self {
+        case .configuration(let text): return text
+        }
+    }
+}
+
+extension CommandFailure {
+    /// Prints the failure and exits with 78 (EX_CONFIG).
+    func exit() -> Never {
+        FileHandle.standardError.write(Data((description + "\n").utf8))
+        Foundation.exit(78)
+    }
+}

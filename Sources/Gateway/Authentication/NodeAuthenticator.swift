@@ -1,0 +1,91 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// Decides which node a request comes from: by node key, and by verified client certificate.
+///
+/// Rules (DESIGN.md 4.3):
+/// - a key is looked up by its hash; unknown or empty → `nodeInvalid` (the agent re-enrolls);
+/// - a node enrolled with a certificate is bound to it: its key with another certificate, or none,
+///   → `certificateMismatch` (403, no re-enrollment: that cannot fix it);
+/// - no key but a verified certificate, with certificate enrollment on → the node bound to that
+///   certificate, registered on first sight (osquery `--disable_enrollment` deployments);
+/// - a store failure → `unavailable`, never `nodeInvalid`, so an outage cannot re-enroll a fleet.
+///
+/// Known nodes are cached by key hash, so polling agents cost no database read; re-enrollment
+/// through this process evicts the old key at once.
+final class NodeAuthenticator: Sendable {
+    private let store: any NodeStore
+    private let certificateEnrollment: Bool
+    private let cache = NIOLockedValueBox([[UInt8]: NodeRecord]())
+    private let maxCached: Int
+    let lastSeen: LastSeenRecorder
+
+    init(store: any NodeStore, certificateEnrollment: Bool, lastSeen: LastSeenRecorder, maxCached: Int = 200_000) {
+        self.store = store
+        self.certificateEnrollment = certificateEnrollment
+        self.lastSeen = lastSeen
+        self.maxCached = maxCached
+    }
+
+    /// The node behind `nodeKey` and `certificate`.
+    /// - Throws: `OsqueryError` as described above.
+    func authenticate(nodeKey: String?, certificate: PeerCertificate?) async throws -> NodeRecord {
+        let node: NodeRecord
+        if let nodeKey, !nodeKey.isEmpty {
+            node = try await byKey(nodeKey)
+            if let bound = node.certificateFingerprint, bound != certificate?.fingerprint {
+                throw OsqueryError.certificateMismatch(
+                    certificate == nil ? "this node key needs its client certificate" : "this node key is bound to another client certificate")
+            }
+        } else if let certificate, certificateEnrollment {
+            node = try await byCertificate(certificate)
+        } else {
+            throw OsqueryError.nodeInvalid("missing node key")
+        }
+        lastSeen.record(node.id)
+        return node
+    }
+
+    /// Forgets a key that stopped working (re-enrollment replaced it) and remembers the new one.
+    func replaced(_ old: NodeRecord?, with new: NodeRecord) {
+        cache.withLockedValue { cache in
+            if let old { cache[old.keyHash] = nil }
+            if cache.count >= maxCached { cache.removeAll(keepingCapacity: true) }
+            cache[new.keyHash] = new
+        }
+    }
+
+    private func byKey(_ nodeKey: String) async throws -> NodeRecord {
+        let hash = NodeKey.hash(nodeKey)
+        if let cached = cache.withLockedValue({ $0[hash] }) { return cached }
+        let found: NodeRecord?
+        do {
+            found = try await store.node(keyHash: hash)
+        } catch {
+            throw OsqueryError.unavailable("node store unavailable")
+        }
+        guard let found, NodeKey.constantTimeEquals(found.keyHash, hash) else {
+            throw OsqueryError.nodeInvalid("unknown node key")
+        }
+        replaced(nil, with: found)
+        return found
+    }
+
+    private func byCertificate(_ certificate: PeerCertificate) async throws -> NodeRecord {
+        do {
+            if let found = try await store.node(certificateFingerprint: certificate.fingerprint) { return found }
+            let node = NodeRecord(
+                id: UUID().uuidString.lowercased(), keyHash: NodeKey.hash(NodeKey.generate()),
+                hostKey: "certificate:" + certificate.fingerprint,
+                hostIdentifier: certificate.commonName ?? certificate.fingerprint, platformType: "", hostDetails: "{}",
+                secretName: nil, certificateFingerprint: certificate.fingerprint, enrolledAt: Date(), lastSeen: nil)
+            _ = try await store.save(node)
+            return node
+        } catch let error as OsqueryError {
+            throw error
+        } catch {
+            throw OsqueryError.unavailable("node store unavailable")
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Crypto
+
+/// Node keys: 256 random bits handed to the agent once, stored only as their SHA-256.
+///
+/// A stolen database therefore holds no usable key. Lookups go by hash (an index over hashes of
+/// random values leaks nothing useful through timing), and the hash found is compared again in
+/// constant time.
+enum NodeKey {
+    /// A fresh key: 64 lower-case hex digits.
+    static func generate() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { $0.hexString }
+    }
+
+    /// The value stored for `key`.
+    static func hash(_ key: String) -> [UInt8] {
+        Array(SHA256.hash(data: Array(key.utf8)))
+    }
+
+    /// Compares two byte strings without an early exit.
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for i in a.indices { difference |= a[i] ^ b[i] }
+        return difference == 0
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// A node as the gateway remembers it. Holds no node key, only its hash.
+struct NodeRecord: Sendable, Equatable {
+    /// The gateway's own id for the node (a UUID), stable across re-enrollments of the same host.
+    var id: String
+    /// SHA-256 of the current node key.
+    var keyHash: [UInt8]
+    /// `osquery_info.instance_id`, else `system_info.uuid`: enrolling again with the same value
+    /// replaces this node's key.
+    var hostKey: String?
+    var hostIdentifier: String
+    var platformType: String
+    /// `host_details` exactly as the agent sent it (JSON text).
+    var hostDetails: String
+    /// Name of the enroll secret used, or nil when a certificate alone enrolled the node.
+    var secretName: String?
+    /// SHA-256 of the client certificate the node enrolled with; the node key then only works with it.
+    var certificateFingerprint: String?
+    var enrolledAt: Date
+    var lastSeen: Date?
+}
+
+/// Where nodes are kept.
+///
+/// ```swift
+/// let store = try SQLiteNodeStore(path: "data/nodes.sqlite")
+/// let previous = try await store.save(record)    // re-enrollment: previous key stops working
+/// let node = try await store.node(keyHash: NodeKey.hash(key))
+/// ```
+protocol NodeStore: Sendable {
+    /// The node whose key hashes to `keyHash`.
+    func node(keyHash: [UInt8]) async throws -> NodeRecord?
+    /// The node bound to a client certificate.
+    func node(certificateFingerprint: String) async throws -> NodeRecord?
+    /// Stores an enrollment. A node with the same `hostKey` is replaced (keeping its id); the replaced
+    /// record is returned so caches can forget its key.
+    func save(_ node: NodeRecord) async throws -> NodeRecord?
+    /// Writes a batch of last-seen times (node id → time).
+    func recordLastSeen(_ times: [String: Date]) async throws
+    /// How many nodes are stored.
+    func count() async throws -> Int
+}

@@ -1,0 +1,110 @@
+import Foundation
+import GRDB
+
+/// The embedded node store: one SQLite file in WAL mode through GRDB.
+final class SQLiteNodeStore: NodeStore {
+    private let pool: DatabasePool
+
+    /// Opens or creates the database and applies migrations.
+    init(path: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        pool = try DatabasePool(path: path, configuration: configuration)
+        chmod(path, 0o600)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE nodes (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    key_hash BLOB NOT NULL UNIQUE,
+                    host_key TEXT UNIQUE,
+                    host_identifier TEXT NOT NULL,
+                    platform_type TEXT NOT NULL,
+                    host_details TEXT NOT NULL,
+                    secret_name TEXT,
+                    certificate_fingerprint TEXT,
+                    enrolled_at DOUBLE NOT NULL,
+                    last_seen DOUBLE
+                );
+                CREATE INDEX nodes_certificate ON nodes(certificate_fingerprint);
+                """)
+        }
+        try migrator.migrate(pool)
+    }
+
+    private static let columns =
+        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen"
+
+    func node(keyHash: [UInt8]) async throws -> NodeRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT \(Self.columns) FROM nodes WHERE key_hash = ?", arguments: [Data(keyHash)])
+                .map(Self.record)
+        }
+    }
+
+    func node(certificateFingerprint: String) async throws -> NodeRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT \(Self.columns) FROM nodes WHERE certificate_fingerprint = ? ORDER BY enrolled_at DESC LIMIT 1",
+                arguments: [certificateFingerprint]
+            ).map(Self.record)
+        }
+    }
+
+    func save(_ node: NodeRecord) async throws -> NodeRecord? {
+        try await pool.write { db in
+            var node = node
+            var previous: NodeRecord?
+            if let hostKey = node.hostKey {
+                previous = try Row.fetchOne(db, sql: "SELECT \(Self.columns) FROM nodes WHERE host_key = ?", arguments: [hostKey])
+                    .map(Self.record)
+            }
+            if let previous {
+                node.id = previous.id
+                try db.execute(
+                    sql: """
+                        UPDATE nodes SET key_hash = ?, host_identifier = ?, platform_type = ?, host_details = ?,
+                            secret_name = ?, certificate_fingerprint = ?, enrolled_at = ?, last_seen = ? WHERE id = ?
+                        """,
+                    arguments: [Data(node.keyHash), node.hostIdentifier, node.platformType, node.hostDetails,
+                                node.secretName, node.certificateFingerprint, node.enrolledAt.timeIntervalSince1970,
+                                node.lastSeen?.timeIntervalSince1970, node.id])
+            } else {
+                try db.execute(
+                    sql: "INSERT INTO nodes (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [node.id, Data(node.keyHash), node.hostKey, node.hostIdentifier, node.platformType,
+                                node.hostDetails, node.secretName, node.certificateFingerprint,
+                                node.enrolledAt.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970])
+            }
+            return previous
+        }
+    }
+
+    func recordLastSeen(_ times: [String: Date]) async throws {
+        guard !times.isEmpty else { return }
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: "UPDATE nodes SET last_seen = ? WHERE id = ?")
+            for (id, time) in times {
+                try statement.execute(arguments: [time.timeIntervalSince1970, id])
+            }
+        }
+    }
+
+    func count() async throws -> Int {
+        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM nodes") ?? 0 }
+    }
+
+    private static func record(_ row: Row) -> NodeRecord {
+        let keyHash: Data = row["key_hash"]
+        let enrolledAt: Double = row["enrolled_at"]
+        let lastSeen: Double? = row["last_seen"]
+        return NodeRecord(
+            id: row["id"], keyHash: Array(keyHash), hostKey: row["host_key"], hostIdentifier: row["host_identifier"],
+            platformType: row["platform_type"], hostDetails: row["host_details"], secretName: row["secret_name"],
+            certificateFingerprint: row["certificate_fingerprint"],
+            enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)))
+    }
+}

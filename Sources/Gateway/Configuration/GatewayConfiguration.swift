@@ -1,0 +1,108 @@
+/// Everything `serve` needs, read once from the YAML file (see `GatewayConfiguration+YAML.swift`)
+/// and checked there; every path is already absolute.
+///
+/// Keys are documented in `Config/gateway.example.yaml`; this type mirrors that file.
+struct GatewayConfiguration: Sendable {
+    /// Where agents connect.
+    struct Listen: Sendable, Equatable {
+        var host: String
+        var port: Int
+    }
+
+    /// Whether and how clients present certificates.
+    enum ClientCertificateMode: String, Sendable, CaseIterable {
+        /// Never asked for.
+        case none
+        /// Verified against `client_ca` when presented; agents without one still connect.
+        case optional
+        /// The handshake fails without a certificate from `client_ca`.
+        case required
+    }
+
+    struct TLS: Sendable {
+        var certificate: String
+        var privateKey: String
+        var clientCA: String?
+        var clientCertificates: ClientCertificateMode
+    }
+
+    /// Request paths, as set on the agent with the `*_tls_endpoint` flags.
+    struct Endpoints: Sendable {
+        var enroll = "/enroll"
+        var config = "/config"
+        var logger = "/logger"
+        var distributedRead = "/distributed/read"
+        var distributedWrite = "/distributed/write"
+        var carveStart = "/carve/start"
+        var carveBlock = "/carve/block"
+    }
+
+    /// One accepted enroll secret. Its `name` is recorded with every node that used it.
+    struct EnrollSecret: Sendable {
+        enum Source: Sendable {
+            /// Read from a file and trimmed, as osquery's `--enroll_secret_path`.
+            case file(String)
+            /// Read from an environment variable as is, as osquery's `--enroll_secret_env`.
+            case environment(String)
+        }
+        var name: String
+        var source: Source
+        /// Labels given to nodes that enroll with this secret (used by config targeting later).
+        var tags: [String] = []
+    }
+
+    struct Enrollment: Sendable {
+        var secrets: [EnrollSecret] = []
+        /// Body key and URL parameter that hold the secret (osquery `--tls_enroll_override`).
+        var secretField = "enroll_secret"
+        /// A verified client certificate alone may enroll.
+        var clientCertificate = false
+    }
+
+    struct NodeStore: Sendable {
+        var sqlite: String
+    }
+
+    /// One place an osquery config comes from.
+    struct AgentConfigSource: Sendable {
+        var name: String
+        var file: String
+    }
+
+    struct AgentConfig: Sendable {
+        var sources: [AgentConfigSource] = []
+    }
+
+    /// One log destination.
+    struct Sink: Sendable {
+        enum Kind: String, Sendable, CaseIterable { case file }
+        var name: String
+        var kind: Kind
+        var directory: String
+    }
+
+    /// Guards against hostile or broken clients.
+    struct Limits: Sendable {
+        /// Largest request body accepted on the wire.
+        var maxBody = 64 << 20
+        /// Largest body after gzip inflation (gzip bombs stop here).
+        var maxInflatedBody = 256 << 20
+        /// Idle connections, and requests that stall, are closed after this long.
+        var idleTimeout: Duration = .seconds(75)
+    }
+
+    var listen = Listen(host: "127.0.0.1", port: 8443)
+    var tls: TLS
+    var endpoints = Endpoints()
+    var dataDir: String
+    var enrollment = Enrollment()
+    var nodeStore: NodeStore
+    var agentConfig = AgentConfig()
+    var sinks: [Sink] = []
+    var limits = Limits()
+    var logLevel = "info"
+    /// Create the development PKI, enroll secret and base config when they are missing.
+    var development = false
+    /// The file this was read from, if any.
+    var file: String?
+}

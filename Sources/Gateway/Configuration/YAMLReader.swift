@@ -1,0 +1,225 @@
+import Foundation
+import Yams
+
+/// Reads a YAML tree for the configuration loader, collecting problems instead of stopping at the first.
+///
+/// Every read names its dotted key path; `MappingReader.finish()` reports keys nobody asked for, so a
+/// typo is an error rather than a silently ignored setting. `${NAME}` in a scalar is replaced by the
+/// environment variable `NAME`.
+final class YAMLReader {
+    private(set) var problems: [ConfigurationProblem] = []
+    let environment: [String: String]
+
+    init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    func report(_ key: String, _ node: Node?, _ message: String) {
+        problems.append(ConfigurationProblem(key: key, line: node?.mark?.line, message: message))
+    }
+
+    /// A scalar's text with `${NAME}` references expanded.
+    func scalar(_ node: Node, key: String) -> String? {
+        guard case .scalar(let scalar) = node else {
+            report(key, node, "expected a single value, found a \(node.kindName)")
+            return nil
+        }
+        return expand(scalar.string, key: key, node: node)
+    }
+
+    private func expand(_ text: String, key: String, node: Node) -> String {
+        guard text.contains("${") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let open = rest.range(of: "${") {
+            result += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
+                report(key, node, "unterminated ${ in value")
+                return text
+            }
+            let name = String(rest[open.upperBound..<close])
+            if let value = environment[name] {
+                result += value
+            } else {
+                report(key, node, "environment variable \(name) is not set")
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
+    }
+
+    func mapping(_ node: Node, key: String) -> MappingReader? {
+        guard case .mapping(let mapping) = node else {
+            report(key, node, "expected a mapping (key: value pairs), found a \(node.kindName)")
+            return nil
+        }
+        return MappingReader(mapping: mapping, node: node, path: key, reader: self)
+    }
+
+    func sequence(_ node: Node, key: String) -> [Node]? {
+        guard case .sequence(let sequence) = node else {
+            report(key, node, "expected a list, found a \(node.kindName)")
+            return nil
+        }
+        return Array(sequence)
+    }
+}
+
+/// One YAML mapping being read; remembers which keys were used.
+final class MappingReader {
+    let node: Node
+    let path: String
+    let reader: YAMLReader
+    private var entries: [(key: String, keyNode: Node, value: Node)] = []
+    private var used = Set<String>()
+
+    init(mapping: Node.Mapping, node: Node, path: String, reader: YAMLReader) {
+        self.node = node
+        self.path = path
+        self.reader = reader
+        var seen = Set<String>()
+        for (keyNode, value) in mapping {
+            let key = keyNode.string ?? ""
+            if !seen.insert(key).inserted {
+                reader.report(self.key(key), keyNode, "key appears twice")
+            }
+            entries.append((key, keyNode, value))
+        }
+    }
+
+    func key(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
+
+    func value(_ name: String) -> Node? {
+        used.insert(name)
+        return entries.first { $0.key == name }?.value
+    }
+
+    var line: Int? { node.mark?.line }
+
+    func string(_ name: String) -> String? {
+        guard let node = value(name) else { return nil }
+        if case .scalar(let scalar) = node, scalar.tag.description.hasSuffix("null") || scalar.string == "~" {
+            return nil
+        }
+        return reader.scalar(node, key: key(name))
+    }
+
+    func requiredString(_ name: String) -> String? {
+        guard let text = string(name), !text.isEmpty else {
+            reader.report(key(name), value(name) ?? node, "is required")
+            return nil
+        }
+        return text
+    }
+
+    func bool(_ name: String) -> Bool? {
+        guard let text = string(name) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            reader.report(key(name), value(name), "expected true or false, found \"\(text)\"")
+            return nil
+        }
+    }
+
+    func integer(_ name: String, in range: ClosedRange<Int>) -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let number = Int(text), range.contains(number) else {
+            reader.report(key(name), value(name), "expected a whole number from \(range.lowerBound) to \(range.upperBound), found \"\(text)\"")
+            return nil
+        }
+        return number
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ name: String, _ type: T.Type) -> T? where T.RawValue == String {
+        guard let text = string(name) else { return nil }
+        guard let value = T(rawValue: text) else {
+            let options = T.allCases.map(\.rawValue).joined(separator: ", ")
+            reader.report(key(name), value(name), "expected one of \(options), found \"\(text)\"")
+            return nil
+        }
+        return value
+    }
+
+    /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or a plain byte count.
+    func size(_ name: String) -> Int? {
+        guard let text = string(name) else { return nil }
+        guard let bytes = ByteSize.parse(text) else {
+            reader.report(key(name), value(name), "expected a size such as 64MiB or 1GiB, found \"\(text)\"")
+            return nil
+        }
+        return bytes
+    }
+
+    /// A duration such as `250ms`, `30s`, `5m`, `1h` or `1d`.
+    func duration(_ name: String) -> Duration? {
+        guard let text = string(name) else { return nil }
+        guard let duration = DurationText.parse(text) else {
+            reader.report(key(name), value(name), "expected a duration such as 30s, 5m or 1h, found \"\(text)\"")
+            return nil
+        }
+        return duration
+    }
+
+    func mapping(_ name: String) -> MappingReader? {
+        guard let node = value(name) else { return nil }
+        return reader.mapping(node, key: key(name))
+    }
+
+    func sequence(_ name: String) -> [Node]? {
+        guard let node = value(name) else { return nil }
+        return reader.sequence(node, key: key(name))
+    }
+
+    /// Reports every key that no reader asked for.
+    func finish() {
+        for entry in entries where !used.contains(entry.key) {
+            reader.report(key(entry.key), entry.keyNode, "unknown key")
+        }
+    }
+}
+
+extension Node {
+    var kindName: String {
+        switch self {
+        case .scalar: return "single value"
+        case .mapping: return "mapping"
+        case .sequence: return "list"
+        case .alias: return "alias"
+        }
+    }
+}
+
+/// Sizes in configuration files.
+enum ByteSize {
+    static func parse(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+            ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1),
+        ]
+        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+            let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+            guard let value = Int(number), value >= 0 else { return nil }
+            let (bytes, overflow) = value.multipliedReportingOverflow(by: factor)
+            return overflow ? nil : bytes
+        }
+        guard let value = Int(trimmed), value >= 0 else { return nil }
+        return value
+    }
+}
+
+/// Durations in configuration files.
+enum DurationText {
+    static func parse(_ text: String) -> Duration? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        for (suffix, millis) in units where trimmed.hasSuffix(suffix) {
+            let number = trimmed.dropLast(suffix.count)
+            guard let value = Int64(number), value >= 0 else { continue }
+            return .milliseconds(value * millis)
+        }
+        return nil
+    }
+}

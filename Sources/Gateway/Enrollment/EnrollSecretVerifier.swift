@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+
+/// Checks enroll secrets against every configured one in constant time.
+///
+/// Secrets are read once at start: from files trimmed (as osquery's `--enroll_secret_path` trims),
+/// from environment variables as they are (as `--enroll_secret_env`). An empty configured secret is
+/// refused at start, because it would let any agent with no secret enroll.
+struct EnrollSecretVerifier: Sendable {
+    struct Secret: Sendable {
+        var name: String
+        var bytes: [UInt8]
+        var tags: [String]
+    }
+
+    private let secrets: [Secret]
+
+    init(secrets: [Secret]) {
+        self.secrets = secrets
+    }
+
+    /// Loads the configured secrets.
+    /// - Throws: `ConfigurationError` naming the secret that is missing or empty.
+    init(configuration: [GatewayConfiguration.EnrollSecret], environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        var loaded: [Secret] = []
+        var problems: [ConfigurationProblem] = []
+        for (i, secret) in configuration.enumerated() {
+            let key = "enrollment.secrets[\(i)]"
+            let value: String?
+            switch secret.source {
+            case .file(let path):
+                value = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                if value == nil { problems.append(.init(key: key + ".file", line: nil, message: "cannot read \(path)")) }
+            case .environment(let name):
+                value = environment[name]
+                if value == nil { problems.append(.init(key: key + ".env", line: nil, message: "environment variable \(name) is not set")) }
+            }
+            guard let value else { continue }
+            if value.isEmpty {
+                problems.append(.init(key: key, line: nil, message: "secret \(secret.name) is empty"))
+                continue
+            }
+            loaded.append(Secret(name: secret.name, bytes: Array(value.utf8), tags: secret.tags))
+        }
+        if !problems.isEmpty { throw ConfigurationError(file: nil, problems: problems) }
+        self.secrets = loaded
+    }
+
+    /// The secret that `candidate` matches, if any. Every configured secret is compared in full,
+    /// whether or not an earlier one matched, so timing does not reveal which one (or how much) matched.
+    func match(_ candidate: String) -> Secret? {
+        guard !candidate.isEmpty else { return nil }
+        let bytes = Array(candidate.utf8)
+        var found: Secret?
+        for secret in secrets where Self.constantTimeEquals(secret.bytes, bytes) && found == nil {
+            found = secret
+        }
+        return found
+    }
+
+    /// Compares without an early exit; the length check leaks only the length.
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return difference == 0
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// Every failure an agent can see, rendered as osquery expects it (DESIGN.md 4.3).
+///
+/// osquery ignores HTTP status codes (PROTOCOL.md 1.5): the body decides. So every error body is a
+/// non-empty JSON object with an `error` string, and `node_invalid: true` appears only where the
+/// agent should throw its key away and enroll again. The status is for proxies and people.
+struct OsqueryError: HTTPResponseError, CustomStringConvertible {
+    private enum Code: Sendable {
+        case enrollRejected, nodeInvalid, certificateMismatch, unavailable, badRequest, tooLarge
+        case unsupportedEncoding, spoolFull, noConfig, notFound, methodNotAllowed, `internal`
+    }
+
+    private let code: Code
+    /// Short reason sent to the agent; never contains a key, a secret or log content.
+    let message: String
+    /// For `internal`: the id also written to the server log.
+    let errorID: String?
+
+    private init(_ code: Code, _ message: String, errorID: String? = nil) {
+        self.code = code
+        self.message = message
+        self.errorID = errorID
+    }
+
+    /// Enroll secret missing or wrong, and no acceptable certificate. 401, node_invalid.
+    static func enrollRejected(_ message: String) -> Self { .init(.enrollRejected, message) }
+    /// node_key missing, unknown or revoked. 401, node_invalid: the agent re-enrolls.
+    static func nodeInvalid(_ message: String) -> Self { .init(.nodeInvalid, message) }
+    /// A valid key presented with a certificate other than the one it is bound to. 403; re-enrolling
+    /// cannot fix this, so no node_invalid.
+    static func certificateMismatch(_ message: String) -> Self { .init(.certificateMismatch, message) }
+    /// The node store or an upstream failed. 503, never node_invalid: an outage must not make a
+    /// fleet re-enroll.
+    static func unavailable(_ message: String) -> Self { .init(.unavailable, message) }
+    /// Malformed JSON, wrong types, unknown log_type. 400.
+    static func badRequest(_ message: String) -> Self { .init(.badRequest, message) }
+    /// Body over the endpoint's limit, or gzip inflating past it. 413.
+    static func tooLarge(_ message: String) -> Self { .init(.tooLarge, message) }
+    /// A Content-Encoding other than gzip or identity. 415.
+    static func unsupportedEncoding(_ message: String) -> Self { .init(.unsupportedEncoding, message) }
+    /// Logs cannot be made durable (disk full or failing). 503 with Retry-After; osquery keeps the batch.
+    static func spoolFull(_ message: String) -> Self { .init(.spoolFull, message) }
+    /// No config to serve. 503; never an empty body, which would wipe the agent's schedule.
+    static func noConfig(_ message: String) -> Self { .init(.noConfig, message) }
+    /// No endpoint at this path. 404.
+    static func notFound(_ message: String) -> Self { .init(.notFound, message) }
+    /// Wrong method for the endpoint. 405.
+    static func methodNotAllowed(_ message: String) -> Self { .init(.methodNotAllowed, message) }
+    /// Anything else. 500 with an id that is also in the server log.
+    static func `internal`(id: String) -> Self { .init(.internal, "internal error", errorID: id) }
+
+    var status: HTTPResponse.Status {
+        switch code {
+        case .enrollRejected, .nodeInvalid: return .unauthorized
+        case .certificateMismatch: return .forbidden
+        case .unavailable, .spoolFull, .noConfig: return .serviceUnavailable
+        case .badRequest: return .badRequest
+        case .tooLarge: return .contentTooLarge
+        case .unsupportedEncoding: return .unsupportedMediaType
+        case .notFound: return .notFound
+        case .methodNotAllowed: return .methodNotAllowed
+        case .internal: return .internalServerError
+        }
+    }
+
+    /// True when the body tells the agent to drop its key and enroll again.
+    var nodeInvalid: Bool { code == .enrollRejected || code == .nodeInvalid }
+
+    /// The exact body the agent receives.
+    var body: String {
+        var text = "{\"error\":\(JSONValue.quoted(message))"
+        if let errorID { text += ",\"id\":\(JSONValue.quoted(errorID))" }
+        if nodeInvalid { text += ",\"node_invalid\":true" }
+        return text + "}"
+    }
+
+    var description: String { message }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if code == .spoolFull { headers[.retryAfter] = "30" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import NIOCore
+import Sinks
+
+/// A logger body (PROTOCOL.md 4.1): `{"node_key", "log_type", "data": [item, ...]}`.
+///
+/// Decoding walks the body once. Each item stays a slice of the request buffer (no copy) unless it
+/// holds whitespace that would break a JSON line, in which case it is compacted. Only the fields
+/// routing and file layout need are read: `name`, `action`, `severity`.
+struct LoggerRequest: Sendable {
+    struct Item: Sendable {
+        var json: ByteBuffer
+        var name: String?
+        var isSnapshot = false
+        var severity: Int?
+    }
+
+    var nodeKey: String?
+    var kind: LogKind
+    var items: [Item]
+
+    /// - Throws: `OsqueryError.badRequest` for malformed JSON, wrong types or an unknown `log_type`.
+    init(body: ByteBuffer) throws {
+        let parser: Parser
+        do {
+            parser = try body.scanJSON { (scanner) throws(JSONError) -> Parser in
+                var parser = Parser(body: body)
+                try parser.parse(&scanner)
+                return parser
+            }
+        } catch {
+            throw OsqueryError.badRequest("invalid logger body: \(error)")
+        }
+        guard let logType = parser.logType else { throw OsqueryError.badRequest("log_type is missing") }
+        guard logType == "result" || logType == "status" else {
+            throw OsqueryError.badRequest("unknown log_type \(JSONValue.quoted(logType))")
+        }
+        self.nodeKey = parser.nodeKey
+        self.kind = logType == "result" ? .result : .status
+        self.items = parser.items
+    }
+
+    private struct Parser {
+        let body: ByteBuffer
+        var nodeKey: String?
+        var logType: String?
+        var items: [Item] = []
+
+        mutating func parse(_ scanner: inout JSONScanner) throws(JSONError) {
+            try scanner.forEachMember { (scanner, key) throws(JSONError) in
+                switch key {
+                case "node_key": nodeKey = try scanner.readString(for: "node_key")
+                case "log_type": logType = try scanner.readString(for: "log_type")
+                case "data":
+                    guard try scanner.peek() == UInt8(ascii: "[") else {
+                        throw JSONError("data must be an array", at: scanner.index)
+                    }
+                    try scanner.forEachElement(depth: 1) { (scanner) throws(JSONError) in
+                        items.append(try item(&scanner))
+                    }
+                default:
+                    try scanner.skipValue(depth: 1)
+                }
+            }
+            try scanner.expectEnd()
+        }
+
+        private func item(_ scanner: inout JSONScanner) throws(JSONError) -> Item {
+            guard try scanner.peek() == UInt8(ascii: "{") else {
+                throw JSONError("data items must be objects", at: scanner.index)
+            }
+            let start = scanner.index
+            scanner.sawWhitespace = false
+            var name: String?
+            var isSnapshot = false
+            var severity: Int?
+            try scanner.forEachMember(depth: 2) { (scanner, key) throws(JSONError) in
+                let first = try scanner.peek()
+                switch key {
+                case "name" where first == UInt8(ascii: "\""):
+                    name = try scanner.readString()
+                case "action" where first == UInt8(ascii: "\""):
+                    isSnapshot = try scanner.readString() == "snapshot"
+                case "severity" where first != UInt8(ascii: "\""):
+                    let range = try scanner.skipValue(depth: 3)
+                    severity = Int(String(decoding: UnsafeRawBufferPointer(rebasing: scanner.bytes[range]), as: UTF8.self))
+                default:
+                    try scanner.skipValue(depth: 3)
+                }
+            }
+            let range = start..<scanner.index
+            let json = scanner.sawWhitespace
+                ? ByteBuffer(bytes: scanner.compacted(range))
+                : body.getSlice(at: body.readerIndex + range.lowerBound, length: range.count)!
+            return Item(json: json, name: name, isSnapshot: isSnapshot, severity: severity)
+        }
+    }
+
+    /// The items as records of `node`.
+    func records(for node: NodeRecord, receivedAt: Date) -> [LogRecord] {
+        items.map { item in
+            LogRecord(
+                kind: kind, nodeID: node.id, hostIdentifier: node.hostIdentifier, secretName: node.secretName,
+                queryName: item.name, isSnapshot: item.isSnapshot, severity: item.severity,
+                receivedAt: receivedAt, json: item.json)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import NIOCore
+import NIOSSL
+
+extension TLSConfiguration {
+    /// The server side of what osquery negotiates (PROTOCOL.md 1.2): TLS 1.2 with ECDHE and AES-GCM,
+    /// or TLS 1.3; RSA or ECDSA certificates from PEM files; client certificates checked against
+    /// `client_ca` only (never the system store) when the mode asks for them.
+    static func gateway(_ tls: GatewayConfiguration.TLS) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.maximumTLSVersion = .tlsv13
+        // osquery's kTLSCiphers allows ECDH(E) with AES and excludes CBC and SHA-1 suites.
+        configuration.cipherSuites = [
+            "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        ].joined(separator: ":")
+        // A draining server should not wait NIOSSL's default 5 s for each client's close_notify.
+        configuration.shutdownTimeout = .milliseconds(300)
+        switch tls.clientCertificates {
+        case .none:
+            configuration.certificateVerification = .none
+        case .optional, .required:
+            guard let ca = tls.clientCA else { break }
+            // trustRoots nil would mean the system store: always pin to the configured CA.
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
+            configuration.sendCANameList = true
+            configuration.certificateVerification =
+                tls.clientCertificates == .required ? .noHostnameVerification : .optionalVerification
+        }
+        return configuration
+    }
+}

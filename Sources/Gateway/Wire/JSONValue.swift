@@ -1,0 +1,132 @@
+/// A JSON document as a tree, for small bodies and osquery config files.
+///
+/// Numbers keep their source text, so a config passes through the gateway without float rounding.
+enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    /// Parses `text` strictly (see `JSONScanner`).
+    init(parsing bytes: some Collection<UInt8>) throws(JSONError) {
+        let array = Array(bytes)
+        let result = array.withUnsafeBytes { raw -> Result<JSONValue, JSONError> in
+            do throws(JSONError) {
+                var scanner = JSONScanner(raw)
+                let value = try scanner.readValue()
+                try scanner.expectEnd()
+                return .success(value)
+            } catch {
+                return .failure(error)
+            }
+        }
+        self = try result.get()
+    }
+
+    var object: JSONObject? {
+        if case .object(let object) = self { return object }
+        return nil
+    }
+
+    var string: String? {
+        if case .string(let string) = self { return string }
+        return nil
+    }
+
+    subscript(key: String) -> JSONValue? { object?[key] }
+}
+
+/// A JSON object that keeps member order, as RapidJSON does; lookups take the first of duplicate keys.
+struct JSONObject: Sendable, Equatable {
+    var members: [(key: String, value: JSONValue)]
+
+    init(_ members: [(String, JSONValue)] = []) {
+        self.members = members.map { (key: $0.0, value: $0.1) }
+    }
+
+    static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        lhs.members.count == rhs.members.count
+            && zip(lhs.members, rhs.members).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    subscript(key: String) -> JSONValue? {
+        get { members.first { $0.key == key }?.value }
+        set {
+            if let i = members.firstIndex(where: { $0.key == key }) {
+                if let newValue { members[i].value = newValue } else { members.remove(at: i) }
+            } else if let newValue {
+                members.append((key, newValue))
+            }
+        }
+    }
+
+    var keys: [String] { members.map(\.key) }
+}
+
+extension JSONValue {
+    /// Compact JSON with object keys sorted by their UTF-8 bytes, so equal content gives equal bytes.
+    ///
+    /// osquery hashes the config text and reconfigures whenever it changes (PROTOCOL.md 3.2), so the
+    /// config endpoint must never reorder keys between refreshes. Duplicate keys keep the first value.
+    func canonicalJSON() -> [UInt8] {
+        var out: [UInt8] = []
+        writeCanonical(to: &out)
+        return out
+    }
+
+    func writeCanonical(to out: inout [UInt8]) {
+        switch self {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let value): out.append(contentsOf: (value ? "true" : "false").utf8)
+        case .number(let text): out.append(contentsOf: text.utf8)
+        case .string(let text): Self.writeString(text, to: &out)
+        case .array(let elements):
+            out.append(UInt8(ascii: "["))
+            for (i, element) in elements.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                element.writeCanonical(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let object):
+            var seen = Set<String>()
+            let unique = object.members.filter { seen.insert($0.key).inserted }
+            let sorted = unique.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            out.append(UInt8(ascii: "{"))
+            for (i, member) in sorted.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.writeString(member.key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                member.value.writeCanonical(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Writes `text` as a JSON string: quotes, backslashes and control characters escaped.
+    static func writeString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// `text` as a JSON string literal.
+    static func quoted(_ text: String) -> String {
+        var out: [UInt8] = []
+        writeString(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+}

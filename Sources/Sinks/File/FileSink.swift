@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+public import NIOCore
+import NIOConcurrencyHelpers
+import NIOPosix
+
+/// Writes records as JSON lines in osquery's filesystem-logger layout.
+///
+/// Files in `directory` (mode 0600, append-only):
+/// - `osqueryd.results.log`: differential results;
+/// - `osqueryd.snapshots.log`: snapshot results (`action: "snapshot"`);
+/// - `osqueryd.INFO`, `osqueryd.WARNING`, `osqueryd.ERROR`: status lines by severity (FATAL goes to ERROR);
+/// - `osqueryd.distributed.log`: distributed query answers (osquery itself does not log these).
+///
+/// Every line is the record's JSON exactly as the agent sent it. `write(_:)` returns after the lines
+/// are written and fsynced; concurrent writers share fsyncs through `GroupCommit`.
+public final class FileSink: Sendable {
+    /// What a file sink needs; validated when the gateway configuration is read.
+    public struct Configuration: Sendable {
+        /// The sink's name in logs and metrics.
+        public var name: String
+        /// Folder for the log files; created if missing.
+        public var directory: String
+
+        public init(name: String, directory: String) {
+            self.name = name
+            self.directory = directory
+        }
+    }
+
+    private struct OpenFiles {
+        var descriptors: [String: Int32] = [:]
+        var dirty: Set<Int32> = []
+        var written: UInt64 = 0
+        var directoryNeedsSync = false
+    }
+
+    /// The sink's configuration.
+    public let configuration: Configuration
+    private let files = NIOLockedValueBox(OpenFiles())
+    private let commit: GroupCommit
+
+    /// Opens (creating if needed) the sink's folder.
+    /// - Throws: `SinkError.io` when the folder cannot be created.
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        try Self.makeDirectory(configuration.directory)
+        let files = self.files
+        let directory = configuration.directory
+        self.commit = GroupCommit {
+            let (dirty, syncDirectory) = files.withLockedValue { state in
+                defer {
+                    state.dirty.removeAll()
+                    state.directoryNeedsSync = false
+                }
+                return (state.dirty, state.directoryNeedsSync)
+            }
+            for fd in dirty where fsync(fd) != 0 {
+                files.withLockedValue { _ = $0.dirty.insert(fd) }
+                throw SinkError.io("fsync failed in \(directory): \(String(cString: strerror(errno)))")
+            }
+            if syncDirectory { try Self.syncDirectory(directory) }
+        }
+    }
+
+    /// The file a record belongs in, relative to the sink's folder.
+    public static func fileName(for record: LogRecord) -> String {
+        switch record.kind {
+        case .result: return record.isSnapshot ? "osqueryd.snapshots.log" : "osqueryd.results.log"
+        case .distributed: return "osqueryd.distributed.log"
+        case .status:
+            switch record.severity ?? 0 {
+            case ...0: return "osqueryd.INFO"
+            case 1: return "osqueryd.WARNING"
+            default: return "osqueryd.ERROR"
+            }
+        }
+    }
+
+    /// Appends `records`, one line each, and returns once they are durable.
+    /// - Throws: `SinkError.io` on any write, open or fsync failure.
+    public func write(_ records: [LogRecord]) async throws {
+        var buffers: [String: ByteBuffer] = [:]
+        for record in records {
+            let name = Self.fileName(for: record)
+            buffers[name, default: ByteBuffer()].writeImmutableBuffer(record.json)
+            buffers[name]!.writeInteger(UInt8(ascii: "\n"))
+        }
+        let files = buffers
+        let sequence = try await NIOThreadPool.singleton.runIfActive { [self] in
+            try self.writeLocked(files)
+        }
+        try await commit.waitUntilDurable(sequence)
+    }
+
+    /// Closes every open file.
+    public func close() async {
+        files.withLockedValue { state in
+            for fd in state.descriptors.values {
+                _ = fsync(fd)
+                _ = Glibc.close(fd)
+            }
+            state.descriptors.removeAll()
+            state.dirty.removeAll()
+        }
+    }
+
+    private func writeLocked(_ buffers: [String: ByteBuffer]) throws -> UInt64 {
+        try files.withLockedValue { state in
+            for (name, buffer) in buffers.sorted(by: { $0.key < $1.key }) {
+                let fd = try descriptor(for: name, in: &state)
+                try buffer.withUnsafeReadableBytes { bytes in
+                    var offset = 0
+                    while offset < bytes.count {
+                        let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                        if n < 0 {
+                            if errno == EINTR { continue }
+                            throw SinkError.io("write to \(name) failed: \(String(cString: strerror(errno)))")
+                        }
+                        offset += n
+                    }
+                }
+                state.dirty.insert(fd)
+            }
+            state.written += 1
+            return state.written
+        }
+    }
+
+    private func descriptor(for name: String, in state: inout OpenFiles) throws -> Int32 {
+        if let fd = state.descriptors[name] { return fd }
+        let path = configuration.directory + "/" + name
+        let existed = access(path, F_OK) == 0
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw SinkError.io("cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        state.descriptors[name] = fd
+        if !existed { state.directoryNeedsSync = true }
+        return fd
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, 0o700) != 0 && errno != EEXIST {
+                throw SinkError.io("cannot create \(current): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SinkError.io("cannot open folder \(path)") }
+        defer { _ = Glibc.close(fd) }
+        if fsync(fd) != 0 { throw SinkError.io("fsync of folder \(path) failed") }
+    }
+}
