@@ -17,14 +17,16 @@ enum GatewayApplication {
     /// - Parameters:
     ///   - configuration: a checked configuration whose files exist.
     ///   - handleSignals: reload config sources on SIGHUP (off in tests).
+    ///   - injectedStore: a node store to use instead of the configured one (tests inject failures).
     ///   - onServerRunning: called with the bound port once the server listens (port 0 picks one).
     static func build(
         _ configuration: GatewayConfiguration,
         logger: Logger,
         handleSignals: Bool = true,
+        store injectedStore: (any NodeStore)? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> [any Service] {
-        let store = try SQLiteNodeStore(path: configuration.nodeStore.sqlite)
+        let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.sqlite)
         let lastSeen = LastSeenRecorder(logger: logger)
         lastSeen.attach(store)
         let authenticator = NodeAuthenticator(

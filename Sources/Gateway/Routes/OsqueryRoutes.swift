@@ -46,7 +46,8 @@ struct OsqueryRoutes: Sendable {
 
     func config(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let body = try await smallBodies.read(request)
-        let nodeKey = try request.headers.nodeKey ?? NodeKeyRequest(body: body).nodeKey
+        let bodyKey = try NodeKeyRequest(body: body).nodeKey
+        let nodeKey = request.headers.nodeKey ?? bodyKey
         _ = try await authenticator.authenticate(nodeKey: nodeKey, certificate: try await certificate(context))
         guard let config = agentConfig.config else {
             throw OsqueryError.noConfig("no osquery config is available yet")
@@ -65,7 +66,8 @@ struct OsqueryRoutes: Sendable {
 
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let body = try await smallBodies.read(request)
-        let nodeKey = try request.headers.nodeKey ?? NodeKeyRequest(body: body).nodeKey
+        let bodyKey = try NodeKeyRequest(body: body).nodeKey
+        let nodeKey = request.headers.nodeKey ?? bodyKey
         _ = try await authenticator.authenticate(nodeKey: nodeKey, certificate: try await certificate(context))
         return Self.json(Self.noQueries)
     }

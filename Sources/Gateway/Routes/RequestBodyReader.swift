@@ -19,6 +19,8 @@ struct RequestBodyReader: Sendable {
             body = try await request.body.collect(upTo: maxBody)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw OsqueryError.tooLarge("request body is larger than \(maxBody) bytes")
+        } catch is NIOTooManyBytesError {
+            throw OsqueryError.tooLarge("request body is larger than \(maxBody) bytes")
         }
         guard let encoding = request.headers[.contentEncoding]?.lowercased(), encoding != "identity" else {
             return body

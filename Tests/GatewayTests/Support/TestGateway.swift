@@ -1,0 +1,104 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+@testable import Gateway
+
+/// A real gateway serving TLS on 127.0.0.1 with port 0, with its own data folder and certificates.
+final class TestGateway: @unchecked Sendable {
+    let directory: String
+    let pki: TestPKI
+    let secret = "test-secret-\(UUID().uuidString.prefix(8))"
+    var configuration: GatewayConfiguration
+    private(set) var port = 0
+    private var group: ServiceGroup?
+    private var task: Task<Void, any Error>?
+
+    var logsDirectory: String { configuration.sinks[0].directory }
+    var baseURL: String { "https://127.0.0.1:\(port)" }
+
+    /// Builds a configuration; `modify` may change it before the server starts.
+    init(clientCertificates: GatewayConfiguration.ClientCertificateMode = .optional) throws {
+        directory = makeTemporaryDirectory()
+        pki = try TestPKI(directory: directory + "/tls")
+        try Data((secret + "\n").utf8).write(to: URL(fileURLWithPath: directory + "/secret.txt"))
+        try Data(Self.osqueryConfig.utf8).write(to: URL(fileURLWithPath: directory + "/osquery.conf"))
+        let yaml = """
+            listen: 127.0.0.1:0
+            data_dir: data
+            tls:
+              certificate: tls/server.pem
+              private_key: tls/server.key
+              client_ca: tls/ca.pem
+              client_certificates: \(clientCertificates.rawValue)
+            enrollment:
+              secrets:
+                - { name: default, file: secret.txt }
+            agent_config:
+              sources:
+                - { name: base, file: osquery.conf }
+            limits:
+              max_body: 1MiB
+              max_inflated_body: 4MiB
+              idle_timeout: 1s
+            """
+        configuration = try GatewayConfiguration.parse(yaml: yaml, baseDirectory: directory, environment: [:])
+    }
+
+    static let osqueryConfig = """
+        {
+          // comment lines are allowed, as osquery allows them
+          "schedule": {"uptime": {"query": "SELECT * FROM uptime;", "interval": 60}},
+          "options": {"logger_tls_period": 5}
+        }
+        """
+
+    /// Starts serving; returns once the port is bound.
+    func start(store: (any NodeStore)? = nil) async throws {
+        var logger = Logger(label: "test-gateway")
+        logger.logLevel = .warning
+        let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
+        let services = try GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store) { port in
+            portBox.withLockedValue { $0?.resume(returning: port); $0 = nil }
+        }
+        let group = ServiceGroup(configuration: .init(services: services, logger: logger))
+        self.group = group
+        port = await withCheckedContinuation { continuation in
+            portBox.withLockedValue { $0 = continuation }
+            task = Task { try await group.run() }
+        }
+    }
+
+    /// Drains and stops the server.
+    func stop() async throws {
+        await group?.triggerGracefulShutdown()
+        try await task?.value
+        group = nil
+        task = nil
+    }
+
+    /// Lines of one log file in the file sink.
+    func logLines(_ file: String) -> [String] {
+        guard let text = try? String(contentsOfFile: logsDirectory + "/" + file, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").map(String.init)
+    }
+}
+
+/// Runs `body` against a started gateway and always stops it.
+func withGateway(
+    clientCertificates: GatewayConfiguration.ClientCertificateMode = .optional,
+    configure: (TestGateway) throws -> Void = { _ in },
+    store: (any NodeStore)? = nil,
+    _ body: (TestGateway) async throws -> Void
+) async throws {
+    let gateway = try TestGateway(clientCertificates: clientCertificates)
+    try configure(gateway)
+    try await gateway.start(store: store)
+    do {
+        try await body(gateway)
+    } catch {
+        try? await gateway.stop()
+        throw error
+    }
+    try await gateway.stop()
+}
