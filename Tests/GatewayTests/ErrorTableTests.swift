@@ -120,7 +120,7 @@ import Testing
 
     @Test func noConfigIsUnavailableNeverEmpty() async throws {
         try await withGateway(configure: { gateway in
-            try Data("{ not json".utf8).write(to: URL(fileURLWithPath: gateway.configuration.agentConfig.sources[0].file))
+            try Data("{ not json".utf8).write(to: URL(fileURLWithPath: gateway.configuration.agentConfig.sources[0].path!))
         }) { gateway in
             try await gateway.withAgent { agent in
                 try await agent.enroll()

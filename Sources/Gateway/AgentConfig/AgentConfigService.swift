@@ -1,81 +1,230 @@
+import CompressNIO
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import ServiceLifecycle
 
-/// Serves the osquery config: sources combined in order, rendered once, handed out from memory.
+/// Keeps every node's osquery config ready to serve: sources refreshed in the background, merged per
+/// target, rendered once, handed out from memory.
 ///
-/// Combining (until the full merger of issue #4): `options`, `schedule`, `packs` and `decorators` are
-/// merged per key, a later source winning a clash; any other top-level key is taken whole from the
-/// last source that has it. The result is canonical JSON (sorted keys), so the same inputs always give
-/// the same bytes and agents do not reconfigure on every refresh (PROTOCOL.md 3.2).
-///
-/// A source that fails to load keeps its last good content; if a source never loaded, the service
-/// has no config and the endpoint answers 503 with an error body, never an empty body (which would
-/// wipe the agent's schedule).
-final class AgentConfigService: Sendable {
-    private let sources: [FileConfigSource]
-    private let logger: Logger
+/// - Each source is fetched every `refreshInterval`; a failed fetch keeps its last good content and
+///   records the error and age (logs, `config render`).
+/// - A target's config is rebuilt only when the content of one of its sources changed. The result is
+///   canonical JSON (sorted keys), so the same inputs always give the same bytes and agents do not
+///   reconfigure on every refresh (PROTOCOL.md 3.2). A gzip copy is made at the same time.
+/// - A merge that fails (the `error` collision policy) or a result over `maxSize` bytes or nested
+///   `maxDepth` deep keeps the target's last good config and reports the problem.
+/// - A target is served only once every one of its sources has loaded at least once; until then the
+///   endpoint answers 503 with an error body, so agents keep the config they have instead of
+///   applying a partial one.
+final class AgentConfigService: Service, Sendable {
+    struct Options: Sendable {
+        var policy: ConfigMerger.CollisionPolicy = .rename
+        /// osquery up to 5.23.1 refuses configs over 1 MiB (PROTOCOL.md 3.2).
+        var maxSize = 1 << 20
+        /// osquery refuses configs nested 32 levels or deeper.
+        var maxDepth = 32
+    }
+
+    /// One rendered config, as served.
+    struct Rendered: Sendable {
+        var json: ByteBuffer
+        var gzipped: ByteBuffer
+        var origins: [String: String]
+        var warnings: [String]
+    }
+
+    struct SourceStatus: Sendable {
+        var content: JSONObject?
+        var canonical: [UInt8] = []
+        var loadedAt: Date?
+        var error: String?
+        var nextRefresh = ContinuousClock.now
+    }
+
     private struct State {
-        var lastGood: [String: JSONObject] = [:]
-        var rendered: ByteBuffer?
-        var errors: [String: String] = [:]
+        var sources: [String: SourceStatus] = [:]
+        var rendered: [Rendered?]
+        var problems: [String?]
+        var targetOfNode: [String: Int] = [:]
     }
-    private let state = NIOLockedValueBox(State())
 
-    init(sources: [FileConfigSource], logger: Logger) {
+    let sources: [any ConfigSource]
+    let targets: [AgentConfigTarget]
+    let options: Options
+    private let tagsBySecret: [String: [String]]
+    private let logger: Logger
+    private let state: NIOLockedValueBox<State>
+
+    /// - Parameters:
+    ///   - targets: checked in order; the last one should match every node (the default).
+    ///   - tagsBySecret: node tags per enroll secret name, for target matching.
+    init(sources: [any ConfigSource], targets: [AgentConfigTarget], options: Options = .init(), tagsBySecret: [String: [String]] = [:], logger: Logger) {
         self.sources = sources
+        self.targets = targets
+        self.options = options
+        self.tagsBySecret = tagsBySecret
         self.logger = logger
-        reload()
+        state = NIOLockedValueBox(State(rendered: Array(repeating: nil, count: targets.count), problems: Array(repeating: nil, count: targets.count)))
     }
 
-    /// The config every node gets, or nil when none can be served.
-    var config: ByteBuffer? { state.withLockedValue { $0.rendered } }
+    // MARK: - Serving
 
-    /// Problems with sources at the last reload, by source name.
-    var errors: [String: String] { state.withLockedValue { $0.errors } }
-
-    /// Re-reads every source (on SIGHUP).
-    func reload() {
-        var loaded: [String: JSONObject] = [:]
-        var errors: [String: String] = [:]
-        for source in sources {
-            do {
-                loaded[source.name] = try source.load()
-            } catch {
-                errors[source.name] = "\(error)"
-                logger.error("config source failed; keeping its last good content", metadata: ["gw.source": "\(source.name)", "gw.error": "\(error)"])
+    /// The config for `node`, or nil while none can be served.
+    func config(for node: NodeRecord, certificate: PeerCertificate?) -> Rendered? {
+        let cacheKey = node.id + "|" + node.keyHash.prefix(8).hexString + "|" + (certificate?.fingerprint ?? "")
+        return state.withLockedValue { state in
+            let index: Int
+            if let cached = state.targetOfNode[cacheKey] {
+                index = cached
+            } else {
+                index = targetIndex(for: facts(node, certificate))
+                if state.targetOfNode.count > 500_000 { state.targetOfNode.removeAll(keepingCapacity: true) }
+                state.targetOfNode[cacheKey] = index
             }
+            return index < state.rendered.count ? state.rendered[index] : nil
         }
+    }
+
+    func facts(_ node: NodeRecord, _ certificate: PeerCertificate?) -> NodeFacts {
+        NodeFacts(
+            hostIdentifier: node.hostIdentifier, platformType: node.platformType, hostDetails: node.hostDetails,
+            secretName: node.secretName, tags: node.secretName.flatMap { tagsBySecret[$0] } ?? [], certificate: certificate)
+    }
+
+    /// The first target matching `facts`; `targets.count` when none does.
+    func targetIndex(for facts: NodeFacts) -> Int {
+        targets.firstIndex { $0.matches(facts) } ?? targets.count
+    }
+
+    /// The rendered config, its problem and the source states, for `config render`.
+    func snapshot(target index: Int) -> (rendered: Rendered?, problem: String?, sources: [String: SourceStatus]) {
         state.withLockedValue { state in
-            state.lastGood.merge(loaded) { _, new in new }
-            state.errors = errors
-            let available = sources.compactMap { state.lastGood[$0.name] }
-            guard !sources.isEmpty, available.count == sources.count else {
-                if state.rendered == nil { state.rendered = nil }
-                return
-            }
-            let combined = Self.combine(available)
-            state.rendered = ByteBuffer(bytes: JSONValue.object(combined).canonicalJSON())
+            guard index < state.rendered.count else { return (nil, "no target matches this node", state.sources) }
+            return (state.rendered[index], state.problems[index], state.sources)
         }
     }
 
-    /// Combines sources in order (see the type's discussion).
-    static func combine(_ configs: [JSONObject]) -> JSONObject {
-        let mergedByKey: Set<String> = ["options", "schedule", "packs", "decorators"]
-        var result = JSONObject()
-        for config in configs {
-            for (key, value) in config.members {
-                if mergedByKey.contains(key), case .object(let incoming) = value, case .object(var existing)? = result[key] {
-                    for member in incoming.members { existing[member.key] = member.value }
-                    result[key] = .object(existing)
-                } else {
-                    result[key] = value
+    // MARK: - Refreshing
+
+    /// Fetches sources (only those due, unless `force`), then rebuilds the targets whose sources changed.
+    func refresh(force: Bool = false) async {
+        let now = ContinuousClock.now
+        let due = sources.filter { source in
+            force || state.withLockedValue { ($0.sources[source.name]?.nextRefresh ?? now) <= now }
+        }
+        guard !due.isEmpty else { return }
+        let results = await withTaskGroup(of: (String, Result<JSONObject, any Error>).self) { group in
+            for source in due {
+                group.addTask {
+                    do { return (source.name, .success(try await source.load())) } catch { return (source.name, .failure(error)) }
                 }
             }
+            var results: [(String, Result<JSONObject, any Error>)] = []
+            for await result in group { results.append(result) }
+            return results
         }
-        // A top-level "error" key would make every delivery fail (PROTOCOL.md 3.2).
-        result["error"] = nil
-        return result
+        var changed = Set<String>()
+        state.withLockedValue { state in
+            for (name, result) in results {
+                var status = state.sources[name] ?? SourceStatus()
+                let interval = sources.first { $0.name == name }?.refreshInterval ?? .seconds(10)
+                status.nextRefresh = ContinuousClock.now + interval
+                switch result {
+                case .success(let content):
+                    let canonical = JSONValue.object(content).canonicalJSON()
+                    if canonical != status.canonical { changed.insert(name) }
+                    status.content = content
+                    status.canonical = canonical
+                    status.loadedAt = Date()
+                    status.error = nil
+                case .failure(let error):
+                    if status.error != "\(error)" {
+                        logger.error("config source failed; serving its last good content", metadata: [
+                            "gw.source": "\(name)", "gw.error": "\(error)",
+                            "gw.age_seconds": "\(status.loadedAt.map { Int(Date().timeIntervalSince($0)) }.map(String.init) ?? "never loaded")",
+                        ])
+                    }
+                    status.error = "\(error)"
+                }
+                state.sources[name] = status
+            }
+        }
+        if !changed.isEmpty { rebuild(changed: changed) }
+    }
+
+    /// Re-merges every target that uses a changed source.
+    private func rebuild(changed: Set<String>) {
+        for (index, target) in targets.enumerated() where !target.sources.isEmpty && !changed.isDisjoint(with: target.sources) {
+            let contributions: [ConfigMerger.Contribution]? = state.withLockedValue { state in
+                var list: [ConfigMerger.Contribution] = []
+                for name in target.sources {
+                    guard let content = state.sources[name]?.content else { return nil }
+                    list.append(.init(source: name, config: content))
+                }
+                return list
+            }
+            guard let contributions else { continue }  // a source has never loaded: serve nothing yet
+            let outcome = render(contributions)
+            state.withLockedValue { state in
+                switch outcome {
+                case .success(let rendered):
+                    state.rendered[index] = rendered
+                    state.problems[index] = nil
+                case .failure(let problem):
+                    state.problems[index] = problem.description
+                }
+            }
+            switch outcome {
+            case .success(let rendered):
+                logger.info("osquery config rebuilt", metadata: [
+                    "gw.target": "\(target.name)", "gw.bytes": "\(rendered.json.readableBytes)", "gw.warnings": "\(rendered.warnings.count)",
+                ])
+                for warning in rendered.warnings { logger.notice("config merge: \(warning)", metadata: ["gw.target": "\(target.name)"]) }
+            case .failure(let problem):
+                logger.error("osquery config not rebuilt; serving the last good one", metadata: ["gw.target": "\(target.name)", "gw.error": "\(problem)"])
+            }
+        }
+    }
+
+    private func render(_ contributions: [ConfigMerger.Contribution]) -> Result<Rendered, AgentConfigError> {
+        let merged: ConfigMerger.Result
+        do {
+            merged = try ConfigMerger(policy: options.policy).merge(contributions)
+        } catch {
+            return .failure(AgentConfigError("merge refused: \(error)"))
+        }
+        let value = JSONValue.object(merged.config)
+        let depth = value.depth
+        guard depth < options.maxDepth else {
+            return .failure(AgentConfigError("merged config is nested \(depth) levels deep; osquery accepts fewer than \(options.maxDepth)"))
+        }
+        let json = ByteBuffer(bytes: value.canonicalJSON())
+        guard json.readableBytes <= options.maxSize else {
+            return .failure(AgentConfigError("merged config is \(json.readableBytes) bytes; the limit is \(options.maxSize)"))
+        }
+        var source = json
+        let gzipped = (try? source.compress(with: .gzip())) ?? json
+        return .success(Rendered(json: json, gzipped: gzipped, origins: merged.origins, warnings: merged.warnings))
+    }
+
+    /// Refreshes due sources every second until shutdown.
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            await refresh()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+}
+
+extension JSONValue {
+    /// Nesting depth: a scalar is 0, `{}` and `[]` are 1.
+    var depth: Int {
+        switch self {
+        case .array(let elements): return 1 + (elements.map(\.depth).max() ?? 0)
+        case .object(let object): return 1 + (object.members.map(\.value.depth).max() ?? 0)
+        default: return 0
+        }
     }
 }

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import ServiceLifecycle
 import Sinks
@@ -25,7 +26,7 @@ enum GatewayApplication {
         handleSignals: Bool = true,
         store injectedStore: (any NodeStore)? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) throws -> [any Service] {
+    ) async throws -> [any Service] {
         let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.sqlite)
         let lastSeen = LastSeenRecorder(logger: logger)
         lastSeen.attach(store)
@@ -35,8 +36,8 @@ enum GatewayApplication {
             secrets: try EnrollSecretVerifier(configuration: configuration.enrollment.secrets),
             store: store, authenticator: authenticator,
             certificateEnrollment: configuration.enrollment.clientCertificate, logger: logger)
-        let agentConfig = AgentConfigService(
-            sources: configuration.agentConfig.sources.map { FileConfigSource(name: $0.name, path: $0.file) }, logger: logger)
+        let agentConfig = try makeAgentConfigService(configuration, logger: logger)
+        await agentConfig.refresh(force: true)
         let pipeline = LogPipeline(sinks: try configuration.sinks.map { sink in
             switch sink.kind {
             case .file: return try FileSink(configuration: .init(name: sink.name, directory: sink.directory))
@@ -68,20 +69,49 @@ enum GatewayApplication {
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
 
-        var services: [any Service] = [PipelineService(pipeline: pipeline), lastSeen]
+        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
         if handleSignals { services.append(HangupReloader(agentConfig: agentConfig, logger: logger)) }
+        let httpSources = agentConfig.sources.compactMap { $0 as? HTTPConfigSource }
+        if !httpSources.isEmpty { services.insert(ShutdownAction { for source in httpSources { await source.shutdown() } }, at: 0) }
         services.append(app)
         return services
     }
+
+    /// Config sources, targets (the default last) and the service that merges and caches them.
+    static func makeAgentConfigService(_ configuration: GatewayConfiguration, logger: Logger) throws -> AgentConfigService {
+        let settings = configuration.agentConfig
+        let sources: [any ConfigSource] = try settings.sources.map { source in
+            switch source.kind {
+            case .file(let path):
+                return FileConfigSource(name: source.name, path: path, refreshInterval: source.refresh ?? .seconds(10))
+            case .directory(let path):
+                return DirectoryConfigSource(name: source.name, path: path, refreshInterval: source.refresh ?? .seconds(10))
+            case .inline(let config):
+                return InlineConfigSource(name: source.name, config: config)
+            case .http(let http):
+                return try HTTPConfigSource(
+                    name: source.name, url: http.url, method: .init(rawValue: http.method), headers: http.headers, body: http.body,
+                    ca: http.ca, clientCertificate: http.clientCertificate.flatMap { cert in http.clientKey.map { (cert, $0) } },
+                    timeout: source.timeout, refreshInterval: source.refresh ?? .seconds(60))
+            }
+        }
+        var targets = settings.targets
+        targets.append(AgentConfigTarget(name: "default", match: .init(), sources: settings.defaultSources ?? settings.sources.map(\.name)))
+        var tags: [String: [String]] = [:]
+        for secret in configuration.enrollment.secrets { tags[secret.name] = secret.tags }
+        return AgentConfigService(
+            sources: sources, targets: targets, options: .init(policy: settings.collisions, maxSize: settings.maxSize),
+            tagsBySecret: tags, logger: logger)
+    }
 }
 
-/// Closes the log pipeline's files after everything else has stopped.
-struct PipelineService: Service {
-    let pipeline: LogPipeline
+/// Runs `action` once the group shuts down (after every later service has stopped).
+struct ShutdownAction: Service {
+    let action: @Sendable () async -> Void
 
     func run() async throws {
         try? await gracefulShutdown()
-        await pipeline.close()
+        await action()
     }
 }
 
@@ -93,7 +123,7 @@ struct HangupReloader: Service {
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             logger.info("SIGHUP: reloading config sources")
-            agentConfig.reload()
+            await agentConfig.refresh(force: true)
         }
     }
 }

@@ -45,7 +45,7 @@ struct ServeCommand: AsyncParsableCommand {
         let listen = configuration.listen.description
         let services: [any Service]
         do {
-            services = try GatewayApplication.build(configuration, logger: logger) { port in
+            services = try await GatewayApplication.build(configuration, logger: logger) { port in
                 print("osquery-gateway listening on \(listen) (TLS). Point osqueryd at it with:\n")
                 print(flags.map { "  " + $0 }.joined(separator: " \\\n") + "\n")
                 fflush(nil)
@@ -76,7 +76,7 @@ extension DevelopmentSetup {
             }
         }
         for source in configuration.agentConfig.sources {
-            try writeIfMissing(source.file, baseOsqueryConfig, mode: 0o644)
+            if case .file(let path) = source.kind { try writeIfMissing(path, baseOsqueryConfig, mode: 0o644) }
         }
     }
 

@@ -148,17 +148,7 @@ extension GatewayConfiguration {
         // agent_config
         var agentConfig = AgentConfig()
         if let section = top.mapping("agent_config") {
-            var names = Set<String>()
-            for (i, node) in (section.sequence("sources") ?? []).enumerated() {
-                guard let entry = reader.mapping(node, key: section.key("sources[\(i)]")) else { continue }
-                let name = entry.requiredString("name")
-                let file = entry.requiredString("file")
-                entry.finish()
-                guard let name, let file else { continue }
-                if !names.insert(name).inserted { reader.report(entry.key("name"), node, "source name \(name) is used twice") }
-                agentConfig.sources.append(.init(name: name, file: inConfigDir(file)))
-            }
-            section.finish()
+            agentConfig = readAgentConfig(section, reader: reader, inConfigDir: inConfigDir)
         }
 
         // sinks
@@ -219,7 +209,14 @@ extension GatewayConfiguration {
         for (i, secret) in enrollment.secrets.enumerated() {
             if case .file(let path) = secret.source { readable(path, "enrollment.secrets[\(i)].file") }
         }
-        for (i, source) in agentConfig.sources.enumerated() { readable(source.file, "agent_config.sources[\(i)].file") }
+        for (i, source) in agentConfig.sources.enumerated() {
+            if case .file(let path) = source.kind { readable(path, "agent_config.sources[\(i)].file") }
+            if case .http(let http) = source.kind {
+                readable(http.ca, "agent_config.sources[\(i)].http.ca")
+                readable(http.clientCertificate, "agent_config.sources[\(i)].http.client_certificate")
+                readable(http.clientKey, "agent_config.sources[\(i)].http.client_key")
+            }
+        }
         if !problems.isEmpty { throw ConfigurationError(file: file, problems: problems) }
     }
 }

@@ -65,12 +65,46 @@ struct GatewayConfiguration: Sendable {
 
     /// One place an osquery config comes from.
     struct AgentConfigSource: Sendable {
+        struct HTTP: Sendable {
+            var url: String
+            var method = "GET"
+            var headers: [(String, String)] = []
+            var body: String?
+            var ca: String?
+            var clientCertificate: String?
+            var clientKey: String?
+        }
+
+        enum Kind: Sendable {
+            case file(String)
+            case directory(String)
+            case inline(JSONObject)
+            case http(HTTP)
+        }
+
         var name: String
-        var file: String
+        var kind: Kind
+        /// How often it is fetched again (default 10s for files and folders, 60s for HTTP).
+        var refresh: Duration?
+        var timeout: Duration = .seconds(10)
+
+        /// The file or folder this source reads, if any.
+        var path: String? {
+            switch kind {
+            case .file(let path), .directory(let path): return path
+            default: return nil
+            }
+        }
     }
 
     struct AgentConfig: Sendable {
         var sources: [AgentConfigSource] = []
+        /// Checked in order; a node gets the sources of the first that matches.
+        var targets: [AgentConfigTarget] = []
+        /// Sources of nodes no target matches (default: every source, in order).
+        var defaultSources: [String]?
+        var collisions: ConfigMerger.CollisionPolicy = .rename
+        var maxSize = 1 << 20
     }
 
     /// One log destination.

@@ -89,6 +89,9 @@ final class MappingReader {
 
     func key(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
 
+    /// The keys present, in file order.
+    var keys: [String] { entries.map(\.key) }
+
     func value(_ name: String) -> Node? {
         used.insert(name)
         return entries.first { $0.key == name }?.value

@@ -48,11 +48,18 @@ struct OsqueryRoutes: Sendable {
         let body = try await smallBodies.read(request)
         let bodyKey = try NodeKeyRequest(body: body).nodeKey
         let nodeKey = request.headers.nodeKey ?? bodyKey
-        _ = try await authenticator.authenticate(nodeKey: nodeKey, certificate: try await certificate(context))
-        guard let config = agentConfig.config else {
+        let certificate = try await certificate(context)
+        let node = try await authenticator.authenticate(nodeKey: nodeKey, certificate: certificate)
+        guard let config = agentConfig.config(for: node, certificate: certificate) else {
             throw OsqueryError.noConfig("no osquery config is available yet")
         }
-        return Self.json(config)
+        // Compressed only for agents that asked (osquery 5.21+ --tls_accept_gzip); others cannot read it.
+        if request.headers[.acceptEncoding]?.lowercased().contains("gzip") == true {
+            return Response(
+                status: .ok, headers: [.contentType: "application/json", .contentEncoding: "gzip"],
+                body: .init(byteBuffer: config.gzipped))
+        }
+        return Self.json(config.json)
     }
 
     func log(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {

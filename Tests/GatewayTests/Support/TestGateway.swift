@@ -58,7 +58,7 @@ final class TestGateway: @unchecked Sendable {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .warning
         let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
-        let services = try GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store) { port in
+        let services = try await GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store) { port in
             portBox.withLockedValue { $0?.resume(returning: port); $0 = nil }
         }
         let group = ServiceGroup(configuration: .init(services: services, logger: logger))
