@@ -48,7 +48,10 @@ struct NodeFacts: Sendable, Equatable {
     var tags: Set<String>
     var certificateNames: [String]
     var osqueryVersion: [Int]?
+}
 
+extension NodeFacts {
+    /// Facts from a node's enrollment and its connection's certificate.
     init(hostIdentifier: String, platformType: String, hostDetails: String, secretName: String?, tags: [String], certificate: PeerCertificate?) {
         self.hostIdentifier = hostIdentifier
         self.secretName = secretName

@@ -26,9 +26,22 @@ struct AgentConfigError: Error, CustomStringConvertible {
 /// Reading osquery config files: comment lines and string pack references, as osquery's filesystem
 /// plugin handles them.
 enum OsqueryConfigFile {
-    /// Parses a file's bytes, dropping lines whose first non-blank characters are `#` or `//`.
+    /// Parses a file's bytes as osquery's `stripConfigComments` prepares them: line continuations
+    /// (a backslash ending a line, as in osquery's shipped packs) are joined, then lines whose first
+    /// non-blank characters are `#` or `//` are dropped.
     static func parse(_ data: Data, path: String) throws -> JSONObject {
-        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).filter { line in
+        var joined: [UInt8] = []
+        joined.reserveCapacity(data.count)
+        var bytes = data.makeIterator()
+        while let byte = bytes.next() {
+            if byte == UInt8(ascii: "\\") {
+                guard let next = bytes.next() else { joined.append(byte); break }
+                if next != UInt8(ascii: "\n") { joined.append(byte); joined.append(next) }
+            } else {
+                joined.append(byte)
+            }
+        }
+        let lines = joined.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).filter { line in
             let trimmed = line.drop { $0 == 0x20 || $0 == 0x09 }
             return !(trimmed.first == UInt8(ascii: "#") || trimmed.starts(with: Array("//".utf8)))
         }

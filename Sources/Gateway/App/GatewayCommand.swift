@@ -18,7 +18,7 @@ struct GatewayCommand: AsyncParsableCommand {
             First run: `osquery-gateway serve` with no configuration writes a development PKI, an enroll
             secret and a config under ./data, listens on 127.0.0.1:8443 and prints the osqueryd flags.
             """,
-        subcommands: [ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self],
+        subcommands: [ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self, ConfigCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

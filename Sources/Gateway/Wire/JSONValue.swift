@@ -130,3 +130,23 @@ extension JSONValue {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+extension JSONValue {
+    /// Indented JSON with sorted keys, for people (`config render`).
+    func prettyJSON(indent: Int = 0) -> String {
+        let pad = String(repeating: "  ", count: indent + 1)
+        let close = String(repeating: "  ", count: indent)
+        switch self {
+        case .array(let elements) where !elements.isEmpty:
+            return "[\n" + elements.map { pad + $0.prettyJSON(indent: indent + 1) }.joined(separator: ",\n") + "\n\(close)]"
+        case .object(let object) where !object.members.isEmpty:
+            var seen = Set<String>()
+            let members = object.members.filter { seen.insert($0.key).inserted }
+                .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            return "{\n" + members.map { pad + Self.quoted($0.key) + ": " + $0.value.prettyJSON(indent: indent + 1) }
+                .joined(separator: ",\n") + "\n\(close)}"
+        default:
+            return String(decoding: canonicalJSON(), as: UTF8.self)
+        }
+    }
+}
