@@ -26,6 +26,7 @@ final class AgentEmulator: @unchecked Sendable {
         var status: Int
         var body: String
         var headers: HTTPHeaders
+        var rawBody: [UInt8] = []
         var json: [String: Any]? {
             (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
         }
@@ -160,7 +161,7 @@ final class AgentEmulator: @unchecked Sendable {
         request.body = .bytes(payload)
         let response = try await client.execute(request, timeout: .seconds(16))
         let bytes = try await response.body.collect(upTo: 64 << 20)
-        return Reply(status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers)
+        return Reply(status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers, rawBody: Array(bytes.readableBytesView))
     }
 }
 
