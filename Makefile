@@ -31,7 +31,7 @@ test: deps
 
 ## Benchmarks against nginx (needs wrk and nginx; see Benchmarks/README.md).
 bench: release
-	Benchmarks/tls-bench.sh
+	Benchmarks/gateway-bench.sh
 
 clean:
 	rm -rf .build data

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Gateway vs nginx over TLS with the same certificate (issue #2's measurement):
-#   1. keep-alive POST /distributed/read, wrk -t1 -c50;
+# Gateway vs nginx over TLS with the same certificate, all in one run:
+#   1. keep-alive POST /distributed/read, wrk -t1 -c50, vs nginx `return 200` (issue #2);
 #   2. a full TLS handshake per request (Connection: close; nginx session cache and tickets off, and
-#      the gateway has no resumption), wrk -t1 -c50.
-# Servers are pinned to core 0 and wrk to core 1. Prints requests/s and the gateway/nginx ratio.
+#      the gateway has no resumption), wrk -t1 -c50, vs nginx (issue #2);
+#   3. keep-alive POST /config with 20 sources and 200 queries merged (8 of osquery's shipped packs
+#      among them), vs /distributed/read on the same gateway (issue #4).
+# Servers are pinned to core 0 and wrk to core 1. Prints requests/s and the ratios.
 # Needs: a release build, wrk, nginx, curl, taskset (util-linux). Rerun: `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,28 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" init --dir "$WORK/gw" --hostname localhost --listen 127.0.0.1:$GW_PORT >/dev/null
+# 20 config sources, 200 queries: 8 shipped packs (172 queries) and 12 files with 28 scheduled
+# queries, some with clashing names so the merge renames them.
+python3 - "$WORK/gw" "${FIXTURES:-Tests/GatewayTests/Fixtures/osquery-packs}" <<'PY'
+import json, os, shutil, sys
+out, packs = sys.argv[1], sys.argv[2]
+lines = []
+chosen = ["hardware-monitoring", "incident-response", "it-compliance", "osquery-monitoring",
+          "unwanted-chrome-extensions", "vuln-management", "windows-attacks", "windows-hardening"]
+for name in chosen:
+    shutil.copy(os.path.join(packs, name + ".conf"), os.path.join(out, name + ".conf"))
+    with open(os.path.join(out, "pack-" + name + ".json"), "w") as f:
+        json.dump({"packs": {name: name + ".conf"}}, f)
+    lines.append("    - { name: %s, file: pack-%s.json }" % (name, name))
+for i in range(12):
+    count = 3 if i < 4 else 2
+    schedule = {"q%d" % j if i % 3 else "shared%d" % j: {"query": "SELECT %d AS source, %d AS n;" % (i, j), "interval": 300 + j}
+                for j in range(count)}
+    with open(os.path.join(out, "team%02d.json" % i), "w") as f:
+        json.dump({"schedule": schedule, "options": {"team%02d" % i: True}}, f)
+    lines.append("    - { name: team%02d, file: team%02d.json }" % (i, i))
+open(os.path.join(out, "sources.yaml"), "w").write("\n".join(lines) + "\n")
+PY
 cat > "$WORK/gw/bench.yaml" <<YAML
 listen: 127.0.0.1:$GW_PORT
 data_dir: .
@@ -38,7 +62,7 @@ enrollment:
     - { name: default, file: enroll_secret.txt }
 agent_config:
   sources:
-    - { name: base, file: osquery.conf }
+$(cat "$WORK/gw/sources.yaml")
 YAML
 taskset -c 0 "$BIN" serve --config "$WORK/gw/bench.yaml" >"$WORK/gw.log" 2>&1 &
 GW_PID=$!
@@ -77,6 +101,9 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["User-Agent"] = "osquery/5.23.1"
 LUA
 echo "check: $(curl -s --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GW_PORT/distributed/read" -d "{\"node_key\":\"$KEY\"}")"
+CONFIG_BYTES=$(curl -s --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GW_PORT/config" -d "{\"node_key\":\"$KEY\"}" | tee "$WORK/config.json" | wc -c)
+QUERIES=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(len(c['schedule']) + sum(len(p['queries']) for p in c['packs'].values()))" "$WORK/config.json")
+echo "config: $CONFIG_BYTES bytes, $QUERIES queries"
 
 rps() {  # url [extra wrk args]
     local url=$1; shift
@@ -91,4 +118,9 @@ for mode in keepalive handshake; do
     label="/distributed/read keep-alive req/s"
     [ $mode = handshake ] && label="full TLS handshakes/s (close)"
     printf '%-34s %12s %12s %8s\n' "$label" "$g" "$n" "$(awk -v g="$g" -v n="$n" 'BEGIN {printf "%.2fx", g/n}')"
+    [ $mode = keepalive ] && READ=$g
 done
+c=$(rps "https://localhost:$GW_PORT/config")
+printf '%-34s %12s %12s %8s\n' "/config keep-alive req/s" "$c" "(vs read)" "$(awk -v c="$c" -v r="$READ" 'BEGIN {printf "%.2fx", c/r}')"
+z=$(rps "https://localhost:$GW_PORT/config" -H "Accept-Encoding: gzip")
+printf '%-34s %12s %12s %8s\n' "/config gzip keep-alive req/s" "$z" "(vs read)" "$(awk -v c="$z" -v r="$READ" 'BEGIN {printf "%.2fx", c/r}')"
