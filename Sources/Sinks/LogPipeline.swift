@@ -1,39 +1,94 @@
+import Crypto
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
 public import NIOCore
+public import ServiceLifecycle
 
-/// The one entry point routes hand log records to.
+/// The one entry point routes hand log records to: the spool in front, one delivery worker per sink
+/// behind it.
 ///
-/// `append(_:)` returns only when every record is durable (written and fsynced) in every sink that
-/// takes it; only then may the agent be told its batch was accepted. Until the spool exists
-/// (issue #3), durability comes from the file sinks themselves, each with its own group commit.
+/// `append(_:)` returns once the records are durable in the spool; only then may the agent be told
+/// its batch was accepted. Delivery happens later and separately, per sink (`DeliveryWorker`).
+///
+/// osquery resends a request once after a broken connection (PROTOCOL.md 1.4), so a batch can arrive
+/// twice although the first copy was stored. An exact repeat (same node, same records) within
+/// `resendWindow` of a stored batch is acknowledged without being stored again.
 ///
 /// ```swift
-/// let pipeline = LogPipeline(sinks: [try FileSink(configuration: .init(name: "files", directory: dir))])
+/// let spool = try Spool(configuration: .init(directory: "data/spool"), sinks: ["files"])
+/// let pipeline = LogPipeline(spool: spool, routes: [.init(sink: fileSink)], deadLetterDirectory: "data/deadletter", logger: logger)
 /// try await pipeline.append(records)   // now it is safe to answer {} to the agent
 /// ```
 public final class LogPipeline: Sendable {
-    let sinks: [FileSink]
+    /// A sink and the records it takes.
+    public struct Route: Sendable {
+        public var sink: any Sink
+        public var match: SinkMatch
 
-    /// - Parameter sinks: the sinks every record goes to.
-    public init(sinks: [FileSink]) {
-        self.sinks = sinks
-    }
-
-    /// Writes `records` durably to every sink.
-    ///
-    /// - Important: The agent's success body goes out only after this returns.
-    /// - Throws: `SinkError` when any sink could not make the batch durable; the agent must then keep it.
-    public func append(_ records: [LogRecord]) async throws {
-        guard !records.isEmpty else { return }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for sink in sinks {
-                group.addTask { try await sink.write(records) }
-            }
-            try await group.waitForAll()
+        public init(sink: any Sink, match: SinkMatch = SinkMatch()) {
+            self.sink = sink
+            self.match = match
         }
     }
 
-    /// Closes every sink's files.
+    public let spool: Spool
+    public let routes: [Route]
+    /// One delivery worker per sink; run them as services.
+    public let workers: [DeliveryWorker]
+    let resendWindow: Duration
+    private let recent = NIOLockedValueBox([SHA256Digest: ContinuousClock.Instant]())
+
+    public init(spool: Spool, routes: [Route], deadLetterDirectory: String, resendWindow: Duration = .seconds(120),
+                backoff: Backoff = Backoff(), logger: Logger) {
+        self.spool = spool
+        self.routes = routes
+        self.resendWindow = resendWindow
+        workers = routes.map { route in
+            DeliveryWorker(sink: route.sink, match: route.match, spool: spool,
+                           deadLetterPath: deadLetterDirectory + "/" + route.sink.name + ".jsonl", backoff: backoff, logger: logger)
+        }
+    }
+
+    /// Stores `records` durably.
+    ///
+    /// - Important: The agent's success body goes out only after this returns.
+    /// - Returns: false when the batch was an exact resend of one already stored (nothing written).
+    /// - Throws: `SinkError` when the batch is not durable; the agent must then keep it.
+    @discardableResult
+    public func append(_ records: [LogRecord]) async throws -> Bool {
+        guard !records.isEmpty else { return true }
+        let digest = Self.digest(records)
+        let now = ContinuousClock.now
+        let seen = recent.withLockedValue { recent in
+            if let expiry = recent[digest], expiry > now { return true }
+            return false
+        }
+        if seen { return false }
+        try await spool.append(records)
+        let window = resendWindow
+        recent.withLockedValue { recent in
+            if recent.count > 100_000 { recent = recent.filter { $0.value > now } }
+            recent[digest] = now + window
+        }
+        return true
+    }
+
+    /// Closes the spool, then every sink (after the workers have stopped).
     public func close() async {
-        for sink in sinks { await sink.close() }
+        spool.close()
+        for route in routes { await route.sink.close() }
+    }
+
+    static func digest(_ records: [LogRecord]) -> SHA256Digest {
+        var hasher = SHA256()
+        hasher.update(data: Array(records[0].nodeID.utf8))
+        hasher.update(data: [0])
+        hasher.update(data: Array(records[0].kind.rawValue.utf8))
+        for record in records {
+            record.json.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+            hasher.update(data: [0x0A])
+        }
+        return hasher.finalize()
     }
 }

@@ -27,6 +27,8 @@ public struct LogRecord: Sendable {
     public var secretName: String?
     /// Query name (`name` of a result item) or distributed query id.
     public var queryName: String?
+    /// The node's platform (`linux`, `darwin`, `windows`, ...), for routing.
+    public var platform: String?
     /// True for snapshot results (`action: "snapshot"`), which osquery writes to their own file.
     public var isSnapshot: Bool
     /// Status severity: 0 INFO, 1 WARNING, 2 ERROR, 3 FATAL.
@@ -38,7 +40,7 @@ public struct LogRecord: Sendable {
 
     public init(
         kind: LogKind, nodeID: String, hostIdentifier: String, secretName: String? = nil,
-        queryName: String? = nil, isSnapshot: Bool = false, severity: Int? = nil,
+        queryName: String? = nil, platform: String? = nil, isSnapshot: Bool = false, severity: Int? = nil,
         receivedAt: Date = Date(), json: ByteBuffer
     ) {
         self.kind = kind
@@ -46,6 +48,7 @@ public struct LogRecord: Sendable {
         self.hostIdentifier = hostIdentifier
         self.secretName = secretName
         self.queryName = queryName
+        self.platform = platform
         self.isSnapshot = isSnapshot
         self.severity = severity
         self.receivedAt = receivedAt

@@ -90,6 +90,7 @@ import Testing
                 body.writeString(#""},"action":"added"}]}"#)
                 let reply = try await agent.post("/logger", body: body)
                 #expect(reply.body == "{}")
+                _ = await gateway.waitForLines("osqueryd.results.log", count: 1)
                 let data = try Data(contentsOf: URL(fileURLWithPath: gateway.logsDirectory + "/osqueryd.results.log"))
                 #expect(data.contains(Data([0x2F, 0xFF, 0xFE, 0xC3, 0x22])))
             }
@@ -103,7 +104,7 @@ import Testing
                 let body = "{\"log_type\":\"result\",\"data\":[\n  {\"name\": \"q\",\n \"columns\": {\"a\": \"x y\"}}\n]}"
                 let reply = try await agent.post("/logger", body: ByteBuffer(string: body))
                 #expect(reply.body == "{}")
-                #expect(gateway.logLines("osqueryd.results.log") == [#"{"name":"q","columns":{"a":"x y"}}"#])
+                #expect(await gateway.waitForLines("osqueryd.results.log", count: 1) == [#"{"name":"q","columns":{"a":"x y"}}"#])
             }
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Sinks
 import Testing
 @testable import Gateway
 
@@ -24,8 +25,12 @@ import Testing
                 let results = (0..<3).map { resultItem("pack_it_users", host: agent.hostIdentifier, columns: ["uid": "\($0)"]) }
                 let logged = try await agent.log("result", results)
                 #expect(logged.body == "{}")
-                // Durable before the success body: the lines are in the file sink now, line for line.
-                let lines = gateway.logLines("osqueryd.results.log")
+                // Durable before the success body: the records are in the spool now, byte for byte...
+                let spooled = try gateway.spooledRecords().filter { $0.kind == .result }
+                #expect(spooled.count == 3)
+                #expect(spooled.map { $0.queryName } == ["pack_it_users", "pack_it_users", "pack_it_users"])
+                // ...and the file sink has them, line for line, once its worker ran.
+                let lines = await gateway.waitForLines("osqueryd.results.log", count: 3)
                 #expect(lines.count == 3)
                 for (line, item) in zip(lines, results) {
                     let parsed = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
@@ -36,8 +41,8 @@ import Testing
             agent.compressLogs = true
             let statuses = try await agent.log("status", [statusItem("started", host: agent.hostIdentifier), statusItem("careful", host: agent.hostIdentifier, severity: 1)])
             #expect(statuses.body == "{}")
-            #expect(gateway.logLines("osqueryd.INFO").count == 1)
-            #expect(gateway.logLines("osqueryd.WARNING").count == 1)
+            #expect(await gateway.waitForLines("osqueryd.INFO", count: 1).count == 1)
+            #expect(await gateway.waitForLines("osqueryd.WARNING", count: 1).count == 1)
 
             let written = try await agent.distributedWrite(["q1": [["pid": "1", "name": "init"]]])
             #expect(written.body == "{}")
@@ -59,7 +64,7 @@ import Testing
                 let snapshot: [String: Any] = ["name": "procs", "hostIdentifier": "h", "snapshot": [["pid": "1"]], "action": "snapshot", "counter": 0]
                 let reply = try await agent.log("result", [snapshot])
                 #expect(reply.body == "{}")
-                #expect(gateway.logLines("osqueryd.snapshots.log").count == 1)
+                #expect(await gateway.waitForLines("osqueryd.snapshots.log", count: 1).count == 1)
                 #expect(gateway.logLines("osqueryd.results.log").isEmpty)
             }
         }
@@ -78,21 +83,20 @@ import Testing
         }
     }
 
-    @Test func theSameBatchSentTwiceIsAcceptedBothTimes() async throws {
+    @Test func theSameBatchSentTwiceIsAcceptedBothTimesAndStoredOnce() async throws {
         try await withGateway { gateway in
             try await gateway.withAgent { agent in
                 try await agent.enroll()
+                // The same bytes twice, as osquery's transparent resend sends them.
                 let items = [resultItem("q", host: agent.hostIdentifier, columns: ["a": "1"])]
-                do {
-                    let reply = try await agent.log("result", items)
+                let body = try JSONSerialization.data(withJSONObject: ["node_key": agent.nodeKey!, "log_type": "result", "data": items])
+                for _ in 0..<2 {
+                    let reply = try await agent.post("/logger", body: ByteBuffer(bytes: body))
                     #expect(reply.body == "{}")
                 }
-                do {
-                    let reply = try await agent.log("result", items)
-                    #expect(reply.body == "{}")
-                }
-                // Exact resends are written twice until the spool's resend window exists (issue #3).
-                #expect(gateway.logLines("osqueryd.results.log").count == 2)
+                // osquery's transparent resend (PROTOCOL.md 1.4): acknowledged, stored once.
+                #expect(try gateway.spooledRecords().filter { $0.kind == .result }.count == 1)
+                #expect(await gateway.waitForLines("osqueryd.results.log", count: 1).count == 1)
             }
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import HTTPTypes
+import Sinks
 import Testing
 @testable import Gateway
 
@@ -102,18 +103,17 @@ import Testing
         }
     }
 
-    @Test func diskFailureIsUnavailableWithRetryAfter() async throws {
-        try await withGateway { gateway in
+    @Test func fullSpoolIsUnavailableWithRetryAfter() async throws {
+        try await withGateway(configure: { $0.configuration.spool.maxSize = 4096 }) { gateway in
             try await gateway.withAgent { agent in
                 try await agent.enroll()
-                // Replace the sink's folder with a file: every open fails, as on a broken disk.
-                try FileManager.default.removeItem(atPath: gateway.logsDirectory)
-                try Data("x".utf8).write(to: URL(fileURLWithPath: gateway.logsDirectory))
-                let reply = try await agent.log("result", [resultItem("q", host: agent.hostIdentifier, columns: [:])])
+                let items = (0..<20).map { resultItem("q", host: agent.hostIdentifier, columns: ["i": "\($0)", "pad": String(repeating: "p", count: 200)]) }
+                let reply = try await agent.log("result", items)
                 #expect(reply.status == 503)
                 #expect(reply.headers.first(name: "retry-after") == "30")
                 #expect(reply.body == #"{"error":"logs cannot be stored right now; keep them and retry"}"#)
                 #expect(reply.outcome == .failed)
+                #expect(try gateway.spooledRecords().isEmpty)
             }
         }
     }

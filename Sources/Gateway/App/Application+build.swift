@@ -38,11 +38,8 @@ enum GatewayApplication {
             certificateEnrollment: configuration.enrollment.clientCertificate, logger: logger)
         let agentConfig = try makeAgentConfigService(configuration, logger: logger)
         await agentConfig.refresh(force: true)
-        let pipeline = LogPipeline(sinks: try configuration.sinks.map { sink in
-            switch sink.kind {
-            case .file: return try FileSink(configuration: .init(name: sink.name, directory: sink.directory))
-            }
-        })
+        let pipeline = try makeLogPipeline(configuration, logger: logger)
+        for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
         let limits = configuration.limits
         let routes = OsqueryRoutes(
@@ -70,11 +67,35 @@ enum GatewayApplication {
             logger: logger)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
+        services += pipeline.workers
         if handleSignals { services.append(HangupReloader(agentConfig: agentConfig, logger: logger)) }
         let httpSources = agentConfig.sources.compactMap { $0 as? HTTPConfigSource }
         if !httpSources.isEmpty { services.insert(ShutdownAction { for source in httpSources { await source.shutdown() } }, at: 0) }
         services.append(app)
         return services
+    }
+
+    /// The spool, the configured sinks and their delivery workers.
+    static func makeLogPipeline(_ configuration: GatewayConfiguration, logger: Logger) throws -> LogPipeline {
+        let routes: [LogPipeline.Route] = try configuration.sinks.map { sink in
+            let built: any Sink
+            switch sink.kind {
+            case .file(let file): built = try FileSink(configuration: file)
+            case .zstd(let zstd):
+                let archive = try ZstdArchiveSink(configuration: zstd)
+                for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(sink.name)"]) }
+                built = archive
+            case .http(let http): built = try HTTPForwarderSink(configuration: http)
+            }
+            return LogPipeline.Route(sink: built, match: sink.match)
+        }
+        let settings = configuration.spool
+        let spool = try Spool(
+            configuration: .init(directory: settings.directory, maxSize: settings.maxSize, segmentSize: settings.segmentSize,
+                                 commitWindow: settings.commitWindow),
+            sinks: routes.map(\.sink.name))
+        return LogPipeline(spool: spool, routes: routes, deadLetterDirectory: configuration.dataDir + "/deadletter",
+                           resendWindow: settings.resendWindow, logger: logger)
     }
 
     /// Config sources, targets (the default last) and the service that merges and caches them.

@@ -1,4 +1,5 @@
 import Foundation
+import Sinks
 import Yams
 
 extension GatewayConfiguration {
@@ -151,24 +152,31 @@ extension GatewayConfiguration {
             agentConfig = readAgentConfig(section, reader: reader, inConfigDir: inConfigDir)
         }
 
-        // sinks
+        // spool and sinks
+        var spool = SpoolSettings(directory: inDataDir("spool"))
+        if let section = top.mapping("spool") {
+            if let directory = section.string("directory") { spool.directory = inDataDir(directory) }
+            if let value = section.size("max_size") { spool.maxSize = value }
+            if let value = section.size("segment_size") { spool.segmentSize = value }
+            if let value = section.duration("commit_window") { spool.commitWindow = value }
+            if let value = section.duration("resend_window") { spool.resendWindow = value }
+            if spool.segmentSize > spool.maxSize {
+                reader.report(section.key("segment_size"), section.value("segment_size"), "must not be larger than max_size")
+            }
+            section.finish()
+        }
         var sinks: [Sink] = []
         if let list = top.sequence("sinks") {
             var names = Set<String>()
             for (i, node) in list.enumerated() {
                 guard let entry = reader.mapping(node, key: "sinks[\(i)]") else { continue }
-                let name = entry.requiredString("name")
-                let kind = entry.choice("type", Sink.Kind.self)
-                if entry.value("type") == nil { reader.report(entry.key("type"), node, "is required") }
-                let directory = entry.requiredString("directory")
-                entry.finish()
-                guard let name, let kind, let directory else { continue }
-                if !names.insert(name).inserted { reader.report(entry.key("name"), node, "sink name \(name) is used twice") }
-                sinks.append(.init(name: name, kind: kind, directory: inDataDir(directory)))
+                guard let sink = readSink(entry, reader: reader, inConfigDir: inConfigDir, inDataDir: inDataDir) else { continue }
+                if !names.insert(sink.name).inserted { reader.report(entry.key("name"), node, "sink name \(sink.name) is used twice") }
+                sinks.append(sink)
             }
             if list.isEmpty { reader.report("sinks", top.value("sinks"), "needs at least one sink, or logs would have nowhere to go") }
         } else {
-            sinks = [Sink(name: "files", kind: .file, directory: inDataDir("logs"))]
+            sinks = [Sink(name: "files", kind: .file(.init(name: "files", directory: inDataDir("logs"))))]
         }
 
         // limits
@@ -189,7 +197,7 @@ extension GatewayConfiguration {
         guard let tls else { return nil }
         return GatewayConfiguration(
             listen: listen, tls: tls, endpoints: endpoints, dataDir: dataDir, enrollment: enrollment,
-            nodeStore: nodeStore, agentConfig: agentConfig, sinks: sinks, limits: limits,
+            nodeStore: nodeStore, agentConfig: agentConfig, sinks: sinks, spool: spool, limits: limits,
             logLevel: logLevel, development: development
         )
     }

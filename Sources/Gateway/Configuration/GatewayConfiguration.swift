@@ -2,6 +2,8 @@
 /// and checked there; every path is already absolute.
 ///
 /// Keys are documented in `Config/gateway.example.yaml`; this type mirrors that file.
+import Sinks
+
 struct GatewayConfiguration: Sendable {
     /// Where agents connect.
     struct Listen: Sendable, Equatable {
@@ -107,12 +109,35 @@ struct GatewayConfiguration: Sendable {
         var maxSize = 1 << 20
     }
 
-    /// One log destination.
+    /// One log destination: its kind with its checked settings, and the records it takes.
     struct Sink: Sendable {
-        enum Kind: String, Sendable, CaseIterable { case file }
+        enum Kind: Sendable {
+            case file(FileSink.Configuration)
+            case zstd(ZstdArchiveSink.Configuration)
+            case http(HTTPForwarderSink.Configuration)
+        }
         var name: String
         var kind: Kind
+        var match = SinkMatch()
+
+        /// The folder a file or zstd sink writes to.
+        var directory: String? {
+            switch kind {
+            case .file(let file): return file.directory
+            case .zstd(let zstd): return zstd.directory
+            case .http: return nil
+            }
+        }
+    }
+
+    /// The durable queue between agents and sinks (see `Spool`).
+    struct SpoolSettings: Sendable {
         var directory: String
+        var maxSize = 1 << 30
+        var segmentSize = 64 << 20
+        var commitWindow: Duration = .milliseconds(2)
+        /// An exact resend of a stored batch within this window is not stored again.
+        var resendWindow: Duration = .seconds(120)
     }
 
     /// Guards against hostile or broken clients.
@@ -133,6 +158,7 @@ struct GatewayConfiguration: Sendable {
     var nodeStore: NodeStore
     var agentConfig = AgentConfig()
     var sinks: [Sink] = []
+    var spool: SpoolSettings
     var limits = Limits()
     var logLevel = "info"
     /// Create the development PKI, enroll secret and base config when they are missing.

@@ -8,12 +8,16 @@ import NIOPosix
 /// waiter whose sequence number it covers. Writers that arrive during a sync are covered by the next one.
 actor GroupCommit {
     private let sync: @Sendable () throws -> Void
+    private let window: Duration
     private var synced: UInt64 = 0
     private var syncing = false
     private var waiters: [(sequence: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
 
-    /// - Parameter sync: makes every completed write durable; runs on NIO's blocking thread pool.
-    init(sync: @escaping @Sendable () throws -> Void) {
+    /// - Parameters:
+    ///   - window: how long a sync waits before starting, so more writers can join it.
+    ///   - sync: makes every completed write durable; runs on NIO's blocking thread pool.
+    init(window: Duration = .zero, sync: @escaping @Sendable () throws -> Void) {
+        self.window = window
         self.sync = sync
     }
 
@@ -28,9 +32,11 @@ actor GroupCommit {
 
     private func startSync() {
         syncing = true
-        let target = waiters.map(\.sequence).max() ?? synced
         let sync = self.sync
+        let window = self.window
         Task {
+            if window > .zero { try? await Task.sleep(for: window) }
+            let target = self.claimTarget()
             let result: Result<Void, any Error>
             do {
                 try await NIOThreadPool.singleton.runIfActive { try sync() }
@@ -40,6 +46,11 @@ actor GroupCommit {
             }
             self.finishSync(target: target, result: result)
         }
+    }
+
+    /// The highest sequence waiting now: the sync about to start covers all of them.
+    private func claimTarget() -> UInt64 {
+        waiters.map(\.sequence).max() ?? synced
     }
 
     private func finishSync(target: UInt64, result: Result<Void, any Error>) {

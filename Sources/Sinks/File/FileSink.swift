@@ -17,22 +17,41 @@ import NIOPosix
 ///
 /// Every line is the record's JSON exactly as the agent sent it. `write(_:)` returns after the lines
 /// are written and fsynced; concurrent writers share fsyncs through `GroupCommit`.
-public final class FileSink: Sendable {
+///
+/// Rotation: a file past `maxFileSize`, or older than `rotateEvery`, is renamed to `<name>.1` (older
+/// ones shift to `.2`, `.3`, ...; more than `keep` are deleted) and a new file is started. `reopen()`
+/// (SIGHUP) closes every file so the next write reopens it, for external rotation tools.
+public final class FileSink: Sink {
     /// What a file sink needs; validated when the gateway configuration is read.
     public struct Configuration: Sendable {
         /// The sink's name in logs and metrics.
         public var name: String
         /// Folder for the log files; created if missing.
         public var directory: String
+        /// Rotate a file once it passes this many bytes (nil: never).
+        public var maxFileSize: Int?
+        /// Rotate a file this long after it was started (nil: never).
+        public var rotateEvery: Duration?
+        /// Rotated files kept per log file.
+        public var keep: Int
 
-        public init(name: String, directory: String) {
+        public init(name: String, directory: String, maxFileSize: Int? = nil, rotateEvery: Duration? = nil, keep: Int = 10) {
             self.name = name
             self.directory = directory
+            self.maxFileSize = maxFileSize
+            self.rotateEvery = rotateEvery
+            self.keep = keep
         }
     }
 
+    private struct OpenFile {
+        var fd: Int32
+        var size: Int
+        var openedAt: ContinuousClock.Instant
+    }
+
     private struct OpenFiles {
-        var descriptors: [String: Int32] = [:]
+        var descriptors: [String: OpenFile] = [:]
         var dirty: Set<Int32> = []
         var written: UInt64 = 0
         var directoryNeedsSync = false
@@ -40,6 +59,7 @@ public final class FileSink: Sendable {
 
     /// The sink's configuration.
     public let configuration: Configuration
+    public var name: String { configuration.name }
     private let files = NIOLockedValueBox(OpenFiles())
     private let commit: GroupCommit
 
@@ -80,6 +100,42 @@ public final class FileSink: Sendable {
         }
     }
 
+    public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
+        do {
+            try await write(batch)
+            return .delivered
+        } catch {
+            return .retry(reason: "\(error)", after: nil)
+        }
+    }
+
+    public func healthCheck() async throws {
+        guard access(configuration.directory, W_OK) == 0 else {
+            throw SinkError.io("cannot write to \(configuration.directory)")
+        }
+    }
+
+    public func tick() async {
+        guard let rotateEvery = configuration.rotateEvery else { return }
+        files.withLockedValue { state in
+            for (name, file) in state.descriptors where file.size > 0 && ContinuousClock.now - file.openedAt >= rotateEvery {
+                rotate(name, &state)
+            }
+        }
+    }
+
+    /// Closes every file; the next write opens them again (SIGHUP, after external rotation).
+    public func reopen() {
+        files.withLockedValue { state in
+            for file in state.descriptors.values {
+                _ = fsync(file.fd)
+                _ = Glibc.close(file.fd)
+            }
+            state.descriptors.removeAll()
+            state.dirty.removeAll()
+        }
+    }
+
     /// Appends `records`, one line each, and returns once they are durable.
     /// - Throws: `SinkError.io` on any write, open or fsync failure.
     public func write(_ records: [LogRecord]) async throws {
@@ -98,19 +154,17 @@ public final class FileSink: Sendable {
 
     /// Closes every open file.
     public func close() async {
-        files.withLockedValue { state in
-            for fd in state.descriptors.values {
-                _ = fsync(fd)
-                _ = Glibc.close(fd)
-            }
-            state.descriptors.removeAll()
-            state.dirty.removeAll()
-        }
+        reopen()
     }
 
     private func writeLocked(_ buffers: [String: ByteBuffer]) throws -> UInt64 {
         try files.withLockedValue { state in
             for (name, buffer) in buffers.sorted(by: { $0.key < $1.key }) {
+                if let maxFileSize = configuration.maxFileSize, let open = state.descriptors[name],
+                    open.size > 0, open.size + buffer.readableBytes > maxFileSize
+                {
+                    rotate(name, &state)
+                }
                 let fd = try descriptor(for: name, in: &state)
                 try buffer.withUnsafeReadableBytes { bytes in
                     var offset = 0
@@ -124,21 +178,41 @@ public final class FileSink: Sendable {
                     }
                 }
                 state.dirty.insert(fd)
+                state.descriptors[name]?.size += buffer.readableBytes
             }
             state.written += 1
             return state.written
         }
     }
 
+    /// Closes `name`, shifts `name.1 ... name.keep` up by one and renames `name` to `name.1`.
+    private func rotate(_ name: String, _ state: inout OpenFiles) {
+        guard let open = state.descriptors.removeValue(forKey: name) else { return }
+        _ = fsync(open.fd)
+        _ = Glibc.close(open.fd)
+        state.dirty.remove(open.fd)
+        let base = configuration.directory + "/" + name
+        unlink(base + ".\(configuration.keep)")
+        if configuration.keep > 1 {
+            for index in stride(from: configuration.keep - 1, through: 1, by: -1) {
+                rename(base + ".\(index)", base + ".\(index + 1)")
+            }
+        }
+        if configuration.keep > 0 { rename(base, base + ".1") } else { unlink(base) }
+        state.directoryNeedsSync = true
+    }
+
     private func descriptor(for name: String, in state: inout OpenFiles) throws -> Int32 {
-        if let fd = state.descriptors[name] { return fd }
+        if let open = state.descriptors[name] { return open.fd }
         let path = configuration.directory + "/" + name
         let existed = access(path, F_OK) == 0
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw SinkError.io("cannot open \(path): \(String(cString: strerror(errno)))")
         }
-        state.descriptors[name] = fd
+        var info = stat()
+        let size = fstat(fd, &info) == 0 ? Int(info.st_size) : 0
+        state.descriptors[name] = OpenFile(fd: fd, size: size, openedAt: .now)
         if !existed { state.directoryNeedsSync = true }
         return fd
     }

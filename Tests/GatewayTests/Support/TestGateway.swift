@@ -1,8 +1,10 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import ServiceLifecycle
 @testable import Gateway
+@testable import Sinks
 
 /// A real gateway serving TLS on 127.0.0.1 with port 0, with its own data folder and certificates.
 final class TestGateway: @unchecked Sendable {
@@ -14,7 +16,7 @@ final class TestGateway: @unchecked Sendable {
     private var group: ServiceGroup?
     private var task: Task<Void, any Error>?
 
-    var logsDirectory: String { configuration.sinks[0].directory }
+    var logsDirectory: String { configuration.sinks[0].directory! }
     var baseURL: String { "https://127.0.0.1:\(port)" }
 
     /// Builds a configuration; `modify` may change it before the server starts.
@@ -75,6 +77,32 @@ final class TestGateway: @unchecked Sendable {
         try await task?.value
         group = nil
         task = nil
+    }
+
+    /// Lines of one log file in the file sink, waiting up to `timeout` for at least `count` of them
+    /// (sinks receive records from the spool shortly after the agent's batch was acknowledged).
+    func waitForLines(_ file: String, count: Int, timeout: Duration = .seconds(10)) async -> [String] {
+        let deadline = ContinuousClock.now + timeout
+        var lines = logLines(file)
+        while lines.count < count && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            lines = logLines(file)
+        }
+        return lines
+    }
+
+    /// Every record durable in the spool right now, read straight from its segment files.
+    func spooledRecords() throws -> [LogRecord] {
+        let directory = configuration.spool.directory
+        var records: [LogRecord] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() where name.hasSuffix(".seg") {
+            var buffer = ByteBuffer(bytes: try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name)))
+            while case .record(let record, let length) = SpoolFrame.decode(buffer) {
+                records.append(record)
+                buffer.moveReaderIndex(forwardBy: length)
+            }
+        }
+        return records
     }
 
     /// Lines of one log file in the file sink.

@@ -1,0 +1,55 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NIOCore
+
+/// Where records a sink refused for good go: one JSON line per record,
+/// `{"sink":…,"reason":…,"rejected_at":…,"record":<the record's JSON>}`, fsynced before the cursor
+/// moves past them, so nothing leaves the spool without landing somewhere.
+struct DeadLetterFile: Sendable {
+    let path: String
+
+    func write(_ records: [LogRecord], sink: String, reason: String) throws {
+        var buffer = ByteBuffer()
+        let prefix = "{\"sink\":\(jsonString(sink)),\"reason\":\(jsonString(reason)),\"rejected_at\":\(Int(Date().timeIntervalSince1970)),\"record\":"
+        for record in records {
+            buffer.writeString(prefix)
+            buffer.writeImmutableBuffer(record.json)
+            buffer.writeString("}\n")
+        }
+        try FileSink.makeDirectory((path as NSString).deletingLastPathComponent)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SinkError.io("cannot open dead-letter file \(path)") }
+        defer { _ = close(fd) }
+        try buffer.withUnsafeReadableBytes { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SinkError.io("dead-letter write failed")
+                }
+                done += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw SinkError.io("dead-letter fsync failed") }
+    }
+}
+
+/// `text` as a JSON string literal.
+func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

@@ -1,0 +1,58 @@
+/// Which records a sink takes: every condition given must hold; none given means everything.
+public struct SinkMatch: Sendable, Equatable {
+    /// `result`, `status`, `distributed`.
+    public var logTypes: [LogKind] = []
+    /// Globs over the query name (`pack_detections_*`).
+    public var queries: [String] = []
+    /// Enroll secret names.
+    public var secrets: [String] = []
+    /// Platforms (`linux`, `darwin`, `windows`, ...).
+    public var platforms: [String] = []
+
+    public init(logTypes: [LogKind] = [], queries: [String] = [], secrets: [String] = [], platforms: [String] = []) {
+        self.logTypes = logTypes
+        self.queries = queries
+        self.secrets = secrets
+        self.platforms = platforms
+    }
+
+    public var matchesEverything: Bool { logTypes.isEmpty && queries.isEmpty && secrets.isEmpty && platforms.isEmpty }
+
+    public func matches(_ record: LogRecord) -> Bool {
+        if !logTypes.isEmpty && !logTypes.contains(record.kind) { return false }
+        if !queries.isEmpty {
+            guard let name = record.queryName, queries.contains(where: { Self.glob($0, name) }) else { return false }
+        }
+        if !secrets.isEmpty {
+            guard let secret = record.secretName, secrets.contains(secret) else { return false }
+        }
+        if !platforms.isEmpty {
+            guard let platform = record.platform, platforms.contains(platform) else { return false }
+        }
+        return true
+    }
+
+    /// Shell-style glob: `*` any run, `?` one character.
+    static func glob(_ pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern.utf8), t = Array(text.utf8)
+        var pi = 0, ti = 0, star = -1, mark = 0
+        while ti < t.count {
+            if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == t[ti]) {
+                pi += 1
+                ti += 1
+            } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
+                star = pi
+                mark = ti
+                pi += 1
+            } else if star >= 0 {
+                pi = star + 1
+                mark += 1
+                ti = mark
+            } else {
+                return false
+            }
+        }
+        while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
+    }
+}
