@@ -46,9 +46,10 @@ import Testing
 
             let written = try await agent.distributedWrite(["q1": [["pid": "1", "name": "init"]]])
             #expect(written.body == "{}")
-            let distributed = gateway.logLines("osqueryd.distributed.log")
+            let distributed = await gateway.waitForLines("osqueryd.distributed.log", count: 1)
             #expect(distributed.count == 1)
-            let record = try #require(try JSONSerialization.jsonObject(with: Data(distributed[0].utf8)) as? [String: Any])
+            let first = try #require(distributed.first)
+            let record = try #require(try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any])
             #expect(record["name"] as? String == "q1")
             #expect(record["hostIdentifier"] as? String == agent.hostIdentifier)
             #expect((record["rows"] as? [[String: String]]) == [["pid": "1", "name": "init"]])

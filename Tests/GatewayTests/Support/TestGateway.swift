@@ -107,8 +107,8 @@ final class TestGateway: @unchecked Sendable {
 
     /// Lines of one log file in the file sink.
     func logLines(_ file: String) -> [String] {
-        guard let text = try? String(contentsOfFile: logsDirectory + "/" + file, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").map(String.init)
+        guard let data = FileManager.default.contents(atPath: logsDirectory + "/" + file) else { return [] }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 }
 
