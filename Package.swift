@@ -99,7 +99,15 @@ let package = Package(
         ),
         .testTarget(
             name: "SinksTests",
-            dependencies: ["Sinks", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Sinks",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
