@@ -1,4 +1,5 @@
 import Foundation
+import Sinks
 import Testing
 @testable import Gateway
 
@@ -94,12 +95,15 @@ extension ConfigurationTests {
     @Test func theDocumentedExampleIsValid() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let text = try String(contentsOf: root.appendingPathComponent("Config/gateway.example.yaml"), encoding: .utf8)
-        let configuration = try GatewayConfiguration.parse(yaml: text, baseDirectory: "/etc/osquery-gateway", environment: ["VENDOR_TOKEN": "t"])
+        let configuration = try GatewayConfiguration.parse(yaml: text, baseDirectory: "/etc/osquery-gateway", environment: ["VENDOR_TOKEN": "t", "SIEM_TOKEN": "s"])
         #expect(configuration.listen == .init(host: "0.0.0.0", port: 8443))
         #expect(configuration.enrollment.secrets.map(\.name) == ["default", "staging"])
         #expect(configuration.limits.maxBody == 64 << 20)
         #expect(configuration.agentConfig.sources.map(\.name) == ["base", "packs", "fleet-options", "vendor"])
         #expect(configuration.agentConfig.targets.map(\.name) == ["macs", "staging"])
         #expect(configuration.agentConfig.defaultSources?.count == 4)
+        #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem"])
+        #expect(configuration.sinks[2].match.queries == ["pack_detections_*"])
+        #expect(configuration.spool.maxSize == 1 << 30)
     }
 }

@@ -68,7 +68,10 @@ enum GatewayApplication {
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
         services += pipeline.workers
-        if handleSignals { services.append(HangupReloader(agentConfig: agentConfig, logger: logger)) }
+        if handleSignals {
+            let fileSinks = pipeline.routes.compactMap { $0.sink as? FileSink }
+            services.append(HangupReloader(agentConfig: agentConfig, fileSinks: fileSinks, logger: logger))
+        }
         let httpSources = agentConfig.sources.compactMap { $0 as? HTTPConfigSource }
         if !httpSources.isEmpty { services.insert(ShutdownAction { for source in httpSources { await source.shutdown() } }, at: 0) }
         services.append(app)
@@ -136,14 +139,16 @@ struct ShutdownAction: Service {
     }
 }
 
-/// Re-reads config sources on SIGHUP.
+/// On SIGHUP: re-reads config sources and reopens file sinks' files (after external rotation).
 struct HangupReloader: Service {
     let agentConfig: AgentConfigService
+    let fileSinks: [FileSink]
     let logger: Logger
 
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-            logger.info("SIGHUP: reloading config sources")
+            logger.info("SIGHUP: reloading config sources and reopening log files")
+            for sink in fileSinks { sink.reopen() }
             await agentConfig.refresh(force: true)
         }
     }
