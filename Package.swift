@@ -77,6 +77,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "sink-bench",
+            dependencies: ["Sinks", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/SinkBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GatewayTests",
             dependencies: [

@@ -4,7 +4,9 @@
 #   2. a full TLS handshake per request (Connection: close; nginx session cache and tickets off, and
 #      the gateway has no resumption), wrk -t1 -c50, vs nginx (issue #2);
 #   3. keep-alive POST /config with 20 sources and 200 queries merged (8 of osquery's shipped packs
-#      among them), vs /distributed/read on the same gateway (issue #4).
+#      among them), vs /distributed/read on the same gateway (issue #4);
+#   4. logger ingest: 64 KiB osquery result bodies (each one different) over keep-alive TLS into the
+#      spool, requests per server CPU second, vs nginx `return 200` with the same bodies (issue #3).
 # Servers are pinned to core 0 and wrk to core 1. Prints requests/s and the ratios.
 # Needs: a release build, wrk, nginx, curl, taskset (util-linux). Rerun: `make bench`.
 set -euo pipefail
@@ -60,6 +62,11 @@ tls:
 enrollment:
   secrets:
     - { name: default, file: enroll_secret.txt }
+spool:
+  max_size: 50GiB
+sinks:
+  # Results stay in the spool: the sink takes status lines only, so the disk sees one copy.
+  - { name: files, type: file, directory: logs, match: { log_type: [status] } }
 agent_config:
   sources:
 $(cat "$WORK/gw/sources.yaml")
@@ -83,6 +90,8 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache off;
     ssl_session_tickets off;
+    client_max_body_size 1m;
+    client_body_buffer_size 128k;
     location / { default_type application/json; return 200 '{"queries":{}}'; }
   }
 }
@@ -124,3 +133,46 @@ c=$(rps "https://localhost:$GW_PORT/config")
 printf '%-34s %12s %12s %8s\n' "/config keep-alive req/s" "$c" "(vs read)" "$(awk -v c="$c" -v r="$READ" 'BEGIN {printf "%.2fx", c/r}')"
 z=$(rps "https://localhost:$GW_PORT/config" -H "Accept-Encoding: gzip")
 printf '%-34s %12s %12s %8s\n' "/config gzip keep-alive req/s" "$z" "(vs read)" "$(awk -v c="$z" -v r="$READ" 'BEGIN {printf "%.2fx", c/r}')"
+
+# 4. Logger ingest: 64 KiB result bodies, each made unique by a counter (the gateway stores an exact
+# resend only once, which would flatter it).
+python3 - "$WORK/rest.json" <<'PY'
+import json, sys
+items = []
+i = 0
+while len(json.dumps(items)) < 64 * 1024 - 200:
+    items.append({"name": "pack_bench_processes", "hostIdentifier": "bench-host", "calendarTime": "Tue Mar  3 14:05:06 2026 UTC",
+                  "unixTime": 1772546706, "epoch": 0, "counter": i, "numerics": False,
+                  "columns": {"pid": str(1000 + i), "path": "/usr/bin/worker%d" % i, "cmdline": "worker --id %d" % i, "uid": "0"},
+                  "action": "added"})
+    i += 1
+open(sys.argv[1], "w").write(",".join(json.dumps(x, separators=(",", ":")) for x in items) + "]}")
+PY
+cat > "$WORK/ingest.lua" <<LUA
+local f = io.open("$WORK/rest.json", "r")
+local rest = f:read("*a")
+f:close()
+local prefix = '{"node_key":"$KEY","log_type":"result","data":[{"name":"pack_bench_marker","unique":'
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/logger", {["Content-Type"] = "application/json"}, prefix .. counter .. "}," .. rest)
+end
+LUA
+TICKS=$(getconf CLK_TCK)
+cpu_of() { for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk -v t="$TICKS" '{s += $1} END {printf "%.3f", s / t}'; }
+NGINX_PIDS=$(pgrep -f "nginx.*$WORK/nginx" | tr '\n' ' ')
+ingest() {  # port pids...
+    local port=$1; shift
+    local before=$(cpu_of "$@")
+    local out=$(taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$WORK/ingest.lua" "https://localhost:$port/logger")
+    local after=$(cpu_of "$@")
+    local requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    echo "$requests $(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}')"
+}
+read -r greq gcpu <<<"$(ingest $GW_PORT $GW_PID)"
+read -r nreq ncpu <<<"$(ingest $NGINX_PORT $NGINX_PIDS)"
+gper=$(awk -v r="$greq" -v c="$gcpu" 'BEGIN {printf "%.0f", r / c}')
+nper=$(awk -v r="$nreq" -v c="$ncpu" 'BEGIN {printf "%.0f", r / c}')
+printf '%-34s %12s %12s %8s\n' "64KiB logger req per server CPU s" "$gper" "$nper" "$(awk -v g="$gper" -v n="$nper" 'BEGIN {printf "%.2fx", g/n}')"
+echo "  (gateway: $greq requests, $gcpu CPU s; nginx: $nreq requests, $ncpu CPU s; spool $(du -sh "$WORK/gw/spool" | cut -f1))"

@@ -63,12 +63,7 @@ extension NodeFacts {
             names += certificate.dnsNames
         }
         certificateNames = names
-        var platforms = Set<String>()
-        // osquery's platform_type bitmask (PROTOCOL.md 2.1).
-        if let mask = Int(platformType) {
-            let bits: [(Int, String)] = [(1, "posix"), (2, "windows"), (4, "bsd"), (8, "linux"), (16, "darwin"), (32, "freebsd")]
-            for (bit, name) in bits where mask & bit != 0 { platforms.insert(name) }
-        }
+        var platforms = Set(OsqueryPlatform.names(platformType: platformType))
         let details = try? JSONValue(parsing: Array(hostDetails.utf8))
         if let platform = details?["os_version"]?["platform"]?.string, !platform.isEmpty { platforms.insert(platform) }
         if let like = details?["os_version"]?["platform_like"]?.string {
@@ -159,5 +154,22 @@ enum Glob {
         }
         while pi < p.count && p[pi] == "*" { pi += 1 }
         return pi == p.count
+    }
+}
+
+/// osquery's `platform_type` bitmask (PROTOCOL.md 2.1): POSIX 1, WINDOWS 2, BSD 4, LINUX 8, OSX 16, FREEBSD 32.
+enum OsqueryPlatform {
+    private static let bits: [(Int, String)] = [(1, "posix"), (2, "windows"), (4, "bsd"), (8, "linux"), (16, "darwin"), (32, "freebsd")]
+
+    /// Every platform name the bitmask sets (`"21"` → posix, bsd, darwin).
+    static func names(platformType: String) -> [String] {
+        guard let mask = Int(platformType) else { return [] }
+        return bits.filter { mask & $0.0 != 0 }.map(\.1)
+    }
+
+    /// The most specific name (`darwin`, `linux`, `windows`, `freebsd`), for routing logs.
+    static func primary(platformType: String) -> String? {
+        let names = names(platformType: platformType)
+        return ["darwin", "freebsd", "linux", "windows"].first(where: names.contains) ?? names.last
     }
 }

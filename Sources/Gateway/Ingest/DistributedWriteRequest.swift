@@ -106,7 +106,8 @@ struct DistributedWriteRequest: Sendable {
             json.writeString("}")
             return LogRecord(
                 kind: .distributed, nodeID: node.id, hostIdentifier: node.hostIdentifier, secretName: node.secretName,
-                queryName: result.id, receivedAt: receivedAt, json: json)
+                queryName: result.id, platform: OsqueryPlatform.primary(platformType: node.platformType),
+                receivedAt: receivedAt, json: json)
         }
     }
 }

@@ -98,10 +98,11 @@ struct LoggerRequest: Sendable {
 
     /// The items as records of `node`.
     func records(for node: NodeRecord, receivedAt: Date) -> [LogRecord] {
-        items.map { item in
+        let platform = OsqueryPlatform.primary(platformType: node.platformType)
+        return items.map { item in
             LogRecord(
                 kind: kind, nodeID: node.id, hostIdentifier: node.hostIdentifier, secretName: node.secretName,
-                queryName: item.name, isSnapshot: item.isSnapshot, severity: item.severity,
+                queryName: item.name, platform: platform, isSnapshot: item.isSnapshot, severity: item.severity,
                 receivedAt: receivedAt, json: item.json)
         }
     }

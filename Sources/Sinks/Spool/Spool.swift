@@ -90,8 +90,6 @@ public final class Spool: Sendable {
         var written: UInt64 = 0
         var cursors: [String: Position] = [:]
         var totalBytes = 0
-        var listeners: [UInt64: AsyncStream<Void>.Continuation] = [:]
-        var nextListener: UInt64 = 0
         var closed = false
     }
 
@@ -153,11 +151,9 @@ public final class Spool: Sendable {
                 _ = Glibc.close(old)
             }
             if fsync(fd) != 0 { throw SinkError.io("fsync of spool segment failed: \(String(cString: strerror(errno)))") }
-            let listeners = box.withLockedValue { state in
+            box.withLockedValue { state in
                 if state.durable < target { state.durable = target }
-                return Array(state.listeners.values)
             }
-            for listener in listeners { listener.yield() }
         }
     }
 
@@ -309,37 +305,21 @@ public final class Spool: Sendable {
     /// Number of segment files.
     public var segmentCount: Int { state.withLockedValue { $0.segments.count } }
 
-    /// A stream that yields whenever new durable data arrives (coalesced), until the spool closes.
-    public func notifications() -> AsyncStream<Void> {
-        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLockedValue { state in
-            defer { state.nextListener += 1 }
-            state.listeners[state.nextListener] = continuation
-            return state.nextListener
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLockedValue { $0.listeners.removeValue(forKey: id) }
-        }
-        return stream
-    }
-
-    /// Stops appends, ends notification streams and closes the segment file.
+    /// Stops appends and closes the segment file.
     public func close() {
-        let (fd, retired, listeners) = state.withLockedValue { state in
+        let (fd, retired) = state.withLockedValue { state in
             state.closed = true
             defer {
                 state.writeFD = -1
                 state.retired.removeAll()
-                state.listeners.removeAll()
             }
-            return (state.writeFD, state.retired, Array(state.listeners.values))
+            return (state.writeFD, state.retired)
         }
         for old in retired { _ = Glibc.close(old) }
         if fd >= 0 {
             _ = fsync(fd)
             _ = Glibc.close(fd)
         }
-        for listener in listeners { listener.finish() }
     }
 
     // MARK: - Files
