@@ -10,7 +10,7 @@ import Sinks
 
 func cpuSeconds() -> Double {
     var usage = rusage()
-    getrusage(RUSAGE_SELF, &usage)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
     return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
 }
@@ -55,7 +55,10 @@ case "zstd":
     let sink = try! ZstdArchiveSink(configuration: .init(name: "bench", directory: arguments[3], level: 3))
     let cpu = cpuSeconds()
     let wall = ContinuousClock.now
-    for batch in batches(input) { precondition(await sink.deliver(batch) == .delivered) }
+    for batch in batches(input) {
+        let outcome = await sink.deliver(batch)
+        precondition(outcome == .delivered)
+    }
     await sink.close()
     let seconds = cpuSeconds() - cpu
     let elapsed = ContinuousClock.now - wall
@@ -66,7 +69,10 @@ case "file":
     let bytes = input.reduce(0) { $0 + $1.json.readableBytes + 1 }
     let sink = try! FileSink(configuration: .init(name: "bench", directory: arguments[3]))
     let wall = ContinuousClock.now
-    for batch in batches(input) { precondition(await sink.deliver(batch) == .delivered) }
+    for batch in batches(input) {
+        let outcome = await sink.deliver(batch)
+        precondition(outcome == .delivered)
+    }
     await sink.close()
     let elapsed = ContinuousClock.now - wall
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
