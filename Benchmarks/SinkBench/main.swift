@@ -55,7 +55,7 @@ case "zstd":
     let sink = try! ZstdArchiveSink(configuration: .init(name: "bench", directory: arguments[3], level: 3))
     let cpu = cpuSeconds()
     let wall = ContinuousClock.now
-    for batch in batches(input) {
+    for batch in batches(input, size: sink.batching.maxRecords) {
         let outcome = await sink.deliver(batch)
         precondition(outcome == .delivered)
     }
@@ -69,7 +69,7 @@ case "file":
     let bytes = input.reduce(0) { $0 + $1.json.readableBytes + 1 }
     let sink = try! FileSink(configuration: .init(name: "bench", directory: arguments[3]))
     let wall = ContinuousClock.now
-    for batch in batches(input) {
+    for batch in batches(input, size: sink.batching.maxRecords) {
         let outcome = await sink.deliver(batch)
         precondition(outcome == .delivered)
     }
