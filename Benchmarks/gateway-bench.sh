@@ -161,18 +161,20 @@ end
 LUA
 TICKS=$(getconf CLK_TCK)
 cpu_of() { for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk -v t="$TICKS" '{s += $1} END {printf "%.3f", s / t}'; }
-NGINX_PIDS=$(pgrep -f "nginx.*$WORK/nginx" | tr '\n' ' ')
+NGINX_MASTER=$(cat "$WORK/nginx/nginx.pid")
+NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
 ingest() {  # port pids...
     local port=$1; shift
     local before=$(cpu_of "$@")
     local out=$(taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$WORK/ingest.lua" "https://localhost:$port/logger")
     local after=$(cpu_of "$@")
     local requests=$(echo "$out" | awk '/requests in/ {print $1}')
-    echo "$requests $(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}')"
+    local failed=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    echo "$requests $(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}') ${failed:-0}"
 }
-read -r greq gcpu <<<"$(ingest $GW_PORT $GW_PID)"
-read -r nreq ncpu <<<"$(ingest $NGINX_PORT $NGINX_PIDS)"
+read -r greq gcpu gfail <<<"$(ingest $GW_PORT $GW_PID)"
+read -r nreq ncpu nfail <<<"$(ingest $NGINX_PORT $NGINX_PIDS)"
 gper=$(awk -v r="$greq" -v c="$gcpu" 'BEGIN {printf "%.0f", r / c}')
 nper=$(awk -v r="$nreq" -v c="$ncpu" 'BEGIN {printf "%.0f", r / c}')
 printf '%-34s %12s %12s %8s\n' "64KiB logger req per server CPU s" "$gper" "$nper" "$(awk -v g="$gper" -v n="$nper" 'BEGIN {printf "%.2fx", g/n}')"
-echo "  (gateway: $greq requests, $gcpu CPU s; nginx: $nreq requests, $ncpu CPU s; spool $(du -sh "$WORK/gw/spool" | cut -f1))"
+echo "  (gateway: $greq requests, $gfail not 2xx, $gcpu CPU s; nginx: $nreq requests, $nfail not 2xx, $ncpu CPU s)"

@@ -80,15 +80,21 @@ public final class LogPipeline: Sendable {
         for route in routes { await route.sink.close() }
     }
 
+    /// Identifies a batch: node, kind, and each record's length and CRC-32C (hardware-fast), hashed
+    /// with SHA-256. Only the same node's identical batch can match, so a collision could at worst
+    /// drop a resend of that node's own data.
     static func digest(_ records: [LogRecord]) -> SHA256Digest {
         var hasher = SHA256()
         hasher.update(data: Array(records[0].nodeID.utf8))
         hasher.update(data: [0])
         hasher.update(data: Array(records[0].kind.rawValue.utf8))
+        var summary: [UInt32] = []
+        summary.reserveCapacity(records.count * 2)
         for record in records {
-            record.json.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
-            hasher.update(data: [0x0A])
+            summary.append(UInt32(truncatingIfNeeded: record.json.readableBytes))
+            summary.append(record.json.withUnsafeReadableBytes { CRC32C.checksum($0) })
         }
+        summary.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         return hasher.finalize()
     }
 }

@@ -28,3 +28,13 @@ import Testing
         #expect(backoff.delay(attempt: 0, hint: .seconds(86400)) == .seconds(300))
     }
 }
+
+@Suite struct CRC32CTests {
+    @Test func knownAnswers() {
+        // RFC 3720 test vectors for CRC-32C.
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+        #expect(CRC32C.checksum([]) == 0)
+    }
+}

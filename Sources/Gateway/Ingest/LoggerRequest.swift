@@ -65,27 +65,43 @@ struct LoggerRequest: Sendable {
             try scanner.expectEnd()
         }
 
+        /// One `data` item: its byte range, and `name`, `action` and `severity` read on the way.
+        /// Hand-written over the scanner's primitives (no key strings, no closures): this loop runs once
+        /// per log line.
         private func item(_ scanner: inout JSONScanner) throws(JSONError) -> Item {
+            let quote = UInt8(ascii: "\"")
             guard try scanner.peek() == UInt8(ascii: "{") else {
                 throw JSONError("data items must be objects", at: scanner.index)
             }
             let start = scanner.index
             scanner.sawWhitespace = false
+            scanner.advance()
             var name: String?
             var isSnapshot = false
             var severity: Int?
-            try scanner.forEachMember(depth: 2) { (scanner, key) throws(JSONError) in
-                let first = try scanner.peek()
-                switch key {
-                case "name" where first == UInt8(ascii: "\""):
-                    name = try scanner.readString()
-                case "action" where first == UInt8(ascii: "\""):
-                    isSnapshot = try scanner.readString() == "snapshot"
-                case "severity" where first != UInt8(ascii: "\""):
-                    let range = try scanner.skipValue(depth: 3)
-                    severity = Int(String(decoding: UnsafeRawBufferPointer(rebasing: scanner.bytes[range]), as: UTF8.self))
-                default:
-                    try scanner.skipValue(depth: 3)
+            if try scanner.peek() == UInt8(ascii: "}") {
+                scanner.advance()
+            } else {
+                while true {
+                    guard try scanner.peek() == quote else { throw JSONError("expected a string key", at: scanner.index) }
+                    let key = try scanner.readRawString()
+                    try scanner.expect(UInt8(ascii: ":"))
+                    let first = try scanner.peek()
+                    if !key.escaped && first == quote && scanner.bytes(key.range, equal: "name") {
+                        name = try scanner.readString()
+                    } else if !key.escaped && first == quote && scanner.bytes(key.range, equal: "action") {
+                        let value = try scanner.readRawString()
+                        isSnapshot = scanner.bytes(value.range, equal: "snapshot")
+                    } else if !key.escaped && first != quote && scanner.bytes(key.range, equal: "severity") {
+                        let range = try scanner.skipValue(depth: 3)
+                        severity = Int(String(decoding: UnsafeRawBufferPointer(rebasing: scanner.bytes[range]), as: UTF8.self))
+                    } else {
+                        try scanner.skipValue(depth: 3)
+                    }
+                    let next = try scanner.peek()
+                    scanner.advance()
+                    if next == UInt8(ascii: "}") { break }
+                    if next != UInt8(ascii: ",") { throw JSONError("expected ',' or '}'", at: scanner.index - 1) }
                 }
             }
             let range = start..<scanner.index

@@ -25,6 +25,7 @@ struct JSONScanner {
     // MARK: - Structure
 
     /// Skips spaces, tabs, carriage returns and newlines.
+    @inline(__always)
     mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
@@ -38,17 +39,59 @@ struct JSONScanner {
     }
 
     /// The next non-whitespace byte, without consuming it.
+    @inline(__always)
     mutating func peek() throws(JSONError) -> UInt8 {
         skipWhitespace()
         guard index < bytes.count else { throw JSONError("unexpected end of JSON", at: index) }
         return bytes[index]
     }
 
+    @inline(__always)
     mutating func expect(_ byte: UInt8) throws(JSONError) {
         guard try peek() == byte else {
             throw JSONError("expected '\(Character(UnicodeScalar(byte)))'", at: index)
         }
         index += 1
+    }
+
+    /// Consumes the byte `peek()` returned.
+    @inline(__always)
+    mutating func advance() { index += 1 }
+
+    /// Reads a string's raw bytes (between the quotes) without decoding them, for comparing keys and
+    /// short values on the hot path; `escaped` is true when the bytes hold escapes.
+    mutating func readRawString() throws(JSONError) -> (range: Range<Int>, escaped: Bool) {
+        try expect(UInt8(ascii: "\""))
+        let start = index
+        var escaped = false
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return (start..<(index - 1), escaped)
+            }
+            if byte == UInt8(ascii: "\\") {
+                escaped = true
+                index += 1
+                try skipEscape()
+                continue
+            }
+            if byte < 0x20 { throw JSONError("control character in string", at: index) }
+            index += 1
+        }
+        throw JSONError("unterminated string", at: index)
+    }
+
+    /// Whether the input bytes in `range` are exactly `literal`.
+    func bytes(_ range: Range<Int>, equal literal: StaticString) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: range.count)
+        var i = 0
+        for j in range {
+            if bytes[j] != expected[i] { return false }
+            i += 1
+        }
+        return true
     }
 
     /// Requires that only whitespace remains.
@@ -215,7 +258,7 @@ struct JSONScanner {
         throw JSONError("unterminated string", at: index)
     }
 
-    private mutating func skipEscape() throws(JSONError) {
+    mutating func skipEscape() throws(JSONError) {
         guard index < bytes.count else { throw JSONError("unterminated string", at: index) }
         let byte = bytes[index]
         index += 1

@@ -7,7 +7,8 @@
 // ## On disk
 // - `<directory>/<20-digit id>.seg`: segment files, append-only, named by increasing id. A segment
 //   is closed and a new one opened once it passes `segmentSize`.
-// - Each record is one frame (`SpoolFrame`): `u32 length | u32 CRC-32C | payload`.
+// - Each appended batch from one origin (an agent request) is one frame (`SpoolFrame`):
+//   `u32 length | u32 CRC-32C | payload`; the payload holds the origin once and then every record.
 // - `<directory>/cursors/<sink>`: one cursor per sink, `<segment id> <offset>` in text, replaced
 //   atomically (write to a temporary file, rename). A cursor is where that sink reads next.
 //
@@ -167,7 +168,7 @@ public final class Spool: Sendable {
         guard !records.isEmpty else { return }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(records.reduce(0) { $0 + $1.json.readableBytes + 96 + $1.hostIdentifier.utf8.count })
-        for record in records { SpoolFrame.encode(record, into: &buffer) }
+        SpoolFrame.encode(records, into: &buffer)
         let frames = buffer
         let sequence = try await NIOThreadPool.singleton.runIfActive { [self] in try write(frames) }
         try await commit.waitUntilDurable(sequence)
@@ -256,8 +257,8 @@ public final class Spool: Sendable {
             var consumed = 0
             frames: while records.count < maxRecords, view.readableBytes > 0 {
                 switch SpoolFrame.decode(view) {
-                case .record(let record, let length):
-                    records.append(record)
+                case .records(let decoded, let length):
+                    records += decoded
                     view.moveReaderIndex(forwardBy: length)
                     consumed += length
                 case .incomplete:
@@ -271,10 +272,10 @@ public final class Spool: Sendable {
                 let header = try Self.pread(path, offset: position.offset, length: SpoolFrame.headerSize)
                 guard let size = header.getInteger(at: header.readerIndex, endianness: .little, as: UInt32.self),
                     position.offset + SpoolFrame.headerSize + Int(size) <= end,
-                    case .record(let record, let length) = SpoolFrame.decode(
+                    case .records(let decoded, let length) = SpoolFrame.decode(
                         try Self.pread(path, offset: position.offset, length: SpoolFrame.headerSize + Int(size)))
                 else { throw SinkError.io("spool frame at \(position) is corrupt") }
-                records.append(record)
+                records += decoded
                 consumed = length
             }
             position.offset += consumed
@@ -343,7 +344,7 @@ public final class Spool: Sendable {
         var valid = 0
         while buffer.readableBytes > 0 {
             switch SpoolFrame.decode(buffer) {
-            case .record(_, let length):
+            case .records(_, let length):
                 valid += length
                 buffer.moveReaderIndex(forwardBy: length)
             case .incomplete:

@@ -97,8 +97,8 @@ final class TestGateway: @unchecked Sendable {
         var records: [LogRecord] = []
         for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() where name.hasSuffix(".seg") {
             var buffer = ByteBuffer(bytes: try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name)))
-            while case .record(let record, let length) = SpoolFrame.decode(buffer) {
-                records.append(record)
+            while case .records(let decoded, let length) = SpoolFrame.decode(buffer) {
+                records += decoded
                 buffer.moveReaderIndex(forwardBy: length)
             }
         }
