@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 public import NIOCore
 public import ServiceLifecycle
@@ -38,6 +39,9 @@ public final class LogPipeline: Sendable {
     public let workers: [DeliveryWorker]
     let resendWindow: Duration
     private let recent = NIOLockedValueBox([SHA256Digest: ContinuousClock.Instant]())
+    private let appended = Counter(label: "spool_appended_records")
+    private let refused = Counter(label: "spool_refused_batches")
+    private let spoolBytes = Gauge(label: "spool_bytes")
 
     public init(spool: Spool, routes: [Route], deadLetterDirectory: String, resendWindow: Duration = .seconds(120),
                 backoff: Backoff = Backoff(), logger: Logger) {
@@ -65,7 +69,14 @@ public final class LogPipeline: Sendable {
             return false
         }
         if seen { return false }
-        try await spool.append(records)
+        do {
+            try await spool.append(records)
+        } catch {
+            refused.increment()
+            throw error
+        }
+        appended.increment(by: records.count)
+        spoolBytes.record(spool.size)
         let window = resendWindow
         recent.withLockedValue { recent in
             if recent.count > 100_000 { recent = recent.filter { $0.value > now } }

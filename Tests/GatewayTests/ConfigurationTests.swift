@@ -105,5 +105,6 @@ extension ConfigurationTests {
         #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem"])
         #expect(configuration.sinks[2].match.queries == ["pack_detections_*"])
         #expect(configuration.spool.maxSize == 1 << 30)
+        #expect(configuration.admin == .init(host: "127.0.0.1", port: 9443))
     }
 }

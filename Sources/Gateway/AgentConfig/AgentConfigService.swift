@@ -1,6 +1,7 @@
 import CompressNIO
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
@@ -209,10 +210,24 @@ final class AgentConfigService: Service, Sendable {
         return .success(Rendered(json: json, gzipped: gzipped, origins: merged.origins, warnings: merged.warnings))
     }
 
+    /// Publishes each source's age and state (`config_source_age_seconds`, `config_source_up`).
+    func recordMetrics() {
+        let statuses = state.withLockedValue { $0.sources }
+        for source in sources {
+            let status = statuses[source.name]
+            let dimensions = [("source", source.name)]
+            Gauge(label: "config_source_up", dimensions: dimensions).record(status?.error == nil && status?.loadedAt != nil ? 1 : 0)
+            if let loaded = status?.loadedAt {
+                Gauge(label: "config_source_age_seconds", dimensions: dimensions).record(Date().timeIntervalSince(loaded))
+            }
+        }
+    }
+
     /// Refreshes due sources every second until shutdown.
     func run() async throws {
         while !Task.isShuttingDownGracefully {
             await refresh()
+            recordMetrics()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }
     }

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Prometheus
 import ServiceLifecycle
 import Sinks
 import UnixSignals
@@ -19,12 +20,14 @@ enum GatewayApplication {
     ///   - configuration: a checked configuration whose files exist.
     ///   - handleSignals: reload config sources on SIGHUP (off in tests).
     ///   - injectedStore: a node store to use instead of the configured one (tests inject failures).
+    ///   - registry: where metrics are collected, served on `admin.listen` when that is configured.
     ///   - onServerRunning: called with the bound port once the server listens (port 0 picks one).
     static func build(
         _ configuration: GatewayConfiguration,
         logger: Logger,
         handleSignals: Bool = true,
         store injectedStore: (any NodeStore)? = nil,
+        metrics registry: PrometheusCollectorRegistry? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> [any Service] {
         let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.sqlite)
@@ -75,6 +78,9 @@ enum GatewayApplication {
         let httpSources = agentConfig.sources.compactMap { $0 as? HTTPConfigSource }
         if !httpSources.isEmpty { services.insert(ShutdownAction { for source in httpSources { await source.shutdown() } }, at: 0) }
         services.append(app)
+        if let admin = configuration.admin, let registry {
+            services.append(AdminServer.make(listen: admin, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger))
+        }
         return services
     }
 

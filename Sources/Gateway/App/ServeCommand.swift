@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -41,11 +43,13 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "osquery-gateway")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let flags = AgentFlags(configuration: configuration).lines
         let listen = configuration.listen.description
         let services: [any Service]
         do {
-            services = try await GatewayApplication.build(configuration, logger: logger) { port in
+            services = try await GatewayApplication.build(configuration, logger: logger, metrics: registry) { port in
                 print("osquery-gateway listening on \(listen) (TLS). Point osqueryd at it with:\n")
                 print(flags.map { "  " + $0 }.joined(separator: " \\\n") + "\n")
                 fflush(nil)

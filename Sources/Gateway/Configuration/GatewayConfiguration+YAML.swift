@@ -191,15 +191,25 @@ extension GatewayConfiguration {
             section.finish()
         }
 
+        var admin: Listen?
+        if let section = top.mapping("admin") {
+            if let text = section.string("listen") {
+                admin = Listen(parsing: text)
+                if admin == nil { reader.report(section.key("listen"), section.value("listen"), "expected host:port such as 127.0.0.1:9443") }
+            }
+            section.finish()
+        }
         let logLevel = top.choice("log_level", LogLevelName.self)?.rawValue ?? "info"
         let development = top.bool("development") ?? false
 
         guard let tls else { return nil }
-        return GatewayConfiguration(
+        var configuration = GatewayConfiguration(
             listen: listen, tls: tls, endpoints: endpoints, dataDir: dataDir, enrollment: enrollment,
             nodeStore: nodeStore, agentConfig: agentConfig, sinks: sinks, spool: spool, limits: limits,
             logLevel: logLevel, development: development
         )
+        configuration.admin = admin
+        return configuration
     }
 
     /// Checks that the files the configuration names can be read (run after development setup).

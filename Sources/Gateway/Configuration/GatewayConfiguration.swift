@@ -161,6 +161,8 @@ struct GatewayConfiguration: Sendable {
     var spool: SpoolSettings
     var limits = Limits()
     var logLevel = "info"
+    /// Where `/metrics` (Prometheus) and `/health` are served over plain HTTP; nil: not served.
+    var admin: Listen?
     /// Create the development PKI, enroll secret and base config when they are missing.
     var development = false
     /// The file this was read from, if any.

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 
 /// The outermost middleware: whatever goes wrong, the agent gets an osquery-shaped JSON body.
 ///
@@ -10,17 +11,20 @@ import Logging
 /// here, so an operator can find the cause from what the agent reports.
 struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response: Response
         do {
-            return try await next(request, context)
+            response = try await next(request, context)
         } catch let error as OsqueryError {
-            return try error.response(from: request, context: context)
+            response = try error.response(from: request, context: context)
         } catch let error as HTTPError {
-            return try Self.map(error).response(from: request, context: context)
+            response = try Self.map(error).response(from: request, context: context)
         } catch {
             let id = UUID().uuidString.lowercased()
             context.logger.error("request failed", metadata: ["gw.error_id": "\(id)", "gw.error": "\(error)", "gw.path": "\(request.uri.path)"])
-            return try OsqueryError.internal(id: id).response(from: request, context: context)
+            response = try OsqueryError.internal(id: id).response(from: request, context: context)
         }
+        requestCounters[response.status.code / 100]?.increment()
+        return response
     }
 
     static func map(_ error: HTTPError) -> OsqueryError {
@@ -33,3 +37,11 @@ struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 }
+
+/// `gateway_requests{class="2xx"|"4xx"|"5xx"}`: agent requests by status class. Created on first use,
+/// after `serve` has bootstrapped the metrics system.
+private let requestCounters: [Int: Counter] = [
+    2: Counter(label: "gateway_requests", dimensions: [("class", "2xx")]),
+    4: Counter(label: "gateway_requests", dimensions: [("class", "4xx")]),
+    5: Counter(label: "gateway_requests", dimensions: [("class", "5xx")]),
+]

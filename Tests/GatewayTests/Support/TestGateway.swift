@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 @testable import Gateway
 @testable import Sinks
@@ -56,11 +57,11 @@ final class TestGateway: @unchecked Sendable {
         """
 
     /// Starts serving; returns once the port is bound.
-    func start(store: (any NodeStore)? = nil) async throws {
+    func start(store: (any NodeStore)? = nil, metrics: PrometheusCollectorRegistry? = nil) async throws {
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .warning
         let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
-        let services = try await GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store) { port in
+        let services = try await GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store, metrics: metrics) { port in
             portBox.withLockedValue { $0?.resume(returning: port); $0 = nil }
         }
         let group = ServiceGroup(configuration: .init(services: services, logger: logger))

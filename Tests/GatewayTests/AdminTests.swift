@@ -1,0 +1,42 @@
+import AsyncHTTPClient
+import Foundation
+import Metrics
+import NIOCore
+import Prometheus
+import Testing
+@testable import Gateway
+
+/// One metrics registry for the test process (the metrics system can be bootstrapped once).
+let testMetrics: PrometheusCollectorRegistry = {
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    return registry
+}()
+
+@Suite struct AdminTests {
+    @Test func healthAndPrometheusMetricsOnTheAdminListener() async throws {
+        let port = Int.random(in: 41_000..<50_000)
+        let gateway = try TestGateway()
+        gateway.configuration.admin = .init(host: "127.0.0.1", port: port)
+        try await gateway.start(metrics: testMetrics)
+        try await gateway.withAgent { agent in
+            try await agent.enroll()
+            _ = try await agent.log("result", [resultItem("q", host: agent.hostIdentifier, columns: ["a": "1"])])
+        }
+        _ = await gateway.waitForLines("osqueryd.results.log", count: 1)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        func get(_ path: String) async throws -> String {
+            let response = try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)"), timeout: .seconds(5))
+            return String(buffer: try await response.body.collect(upTo: 1 << 20))
+        }
+        let health = try await get("/health")
+        #expect(health.hasPrefix(#"{"config_sources":{"base":{"loaded":true}},"spool_bytes":"#))
+        #expect(health.hasSuffix(#","status":"ok"}"#))
+        let metrics = try await get("/metrics")
+        #expect(metrics.contains(#"sink_delivered_records{sink="files"}"#))
+        #expect(metrics.contains(#"config_source_up{source="base"}"#) || metrics.contains("spool_appended_records"))
+        #expect(metrics.contains("gateway_requests"))
+        try await client.shutdown()
+        try await gateway.stop()
+    }
+}
