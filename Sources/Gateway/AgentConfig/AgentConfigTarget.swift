@@ -1,4 +1,5 @@
 import Foundation
+import Sinks
 
 /// Which sources a node gets: `agent_config.targets`, first match wins, then the default.
 struct AgentConfigTarget: Sendable {
@@ -128,32 +129,6 @@ struct VersionRange: Sendable, Equatable {
             if x != y { return x < y ? -1 : 1 }
         }
         return 0
-    }
-}
-
-/// Shell-style globs: `*` any run, `?` one character.
-enum Glob {
-    static func matches(_ pattern: String, _ text: String) -> Bool {
-        let p = Array(pattern), t = Array(text)
-        var pi = 0, ti = 0, star = -1, mark = 0
-        while ti < t.count {
-            if pi < p.count && (p[pi] == "?" || p[pi] == t[ti]) {
-                pi += 1
-                ti += 1
-            } else if pi < p.count && p[pi] == "*" {
-                star = pi
-                mark = ti
-                pi += 1
-            } else if star >= 0 {
-                pi = star + 1
-                mark += 1
-                ti = mark
-            } else {
-                return false
-            }
-        }
-        while pi < p.count && p[pi] == "*" { pi += 1 }
-        return pi == p.count
     }
 }
 

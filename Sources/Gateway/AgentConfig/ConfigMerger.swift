@@ -66,27 +66,17 @@ struct ConfigMerger: Sendable {
         for contribution in contributions {
             try merge(contribution, delimiter: delimiter, into: &state)
         }
-        var config = JSONObject()
-        for (key, value) in state.output where key != "error" {
-            config[key] = value
-        }
-        return Result(config: config, origins: state.origins, warnings: state.warnings)
+        return Result(config: state.output, origins: state.origins, warnings: state.warnings)
     }
 
     private struct MergeState {
-        var output: [(key: String, value: JSONValue)] = []
+        var output = JSONObject()
         var origins: [String: String] = [:]
         var warnings: [String] = []
 
         subscript(key: String) -> JSONValue? {
-            get { output.first { $0.key == key }?.value }
-            set {
-                if let i = output.firstIndex(where: { $0.key == key }) {
-                    if let newValue { output[i].value = newValue } else { output.remove(at: i) }
-                } else if let newValue {
-                    output.append((key, newValue))
-                }
-            }
+            get { output[key] }
+            set { output[key] = newValue }
         }
     }
 

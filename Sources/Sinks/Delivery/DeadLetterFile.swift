@@ -22,17 +22,7 @@ struct DeadLetterFile: Sendable {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SinkError.io("cannot open dead-letter file \(path)") }
         defer { _ = close(fd) }
-        try buffer.withUnsafeReadableBytes { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw SinkError.io("dead-letter write failed")
-                }
-                done += n
-            }
-        }
+        try buffer.withUnsafeReadableBytes { try FileIO.writeAll(fd, $0, what: path) }
         guard fsync(fd) == 0 else { throw SinkError.io("dead-letter fsync failed") }
     }
 }

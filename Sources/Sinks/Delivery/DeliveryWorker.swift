@@ -44,6 +44,11 @@ public final class DeliveryWorker: Service, Sendable {
     }
 
     public func run() async throws {
+        do {
+            try await sink.healthCheck()
+        } catch {
+            logger.warning("sink health check failed; records stay in the spool until it recovers", metadata: ["gw.error": "\(error)"])
+        }
         var position = spool.cursor(of: sink.name)
         var attempt = 0
         var lastTick = ContinuousClock.now

@@ -182,17 +182,7 @@ public final class FileSink: Sink {
                     rotate(name, &state)
                 }
                 let fd = try descriptor(for: name, in: &state)
-                try buffer.withUnsafeReadableBytes { bytes in
-                    var offset = 0
-                    while offset < bytes.count {
-                        let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw SinkError.io("write to \(name) failed: \(String(cString: strerror(errno)))")
-                        }
-                        offset += n
-                    }
-                }
+                try buffer.withUnsafeReadableBytes { try FileIO.writeAll(fd, $0, what: name) }
                 state.dirty.insert(fd)
                 state.descriptors[name]?.size += buffer.readableBytes
             }

@@ -21,7 +21,7 @@ public struct SinkMatch: Sendable, Equatable {
     public func matches(_ record: LogRecord) -> Bool {
         if !logTypes.isEmpty && !logTypes.contains(record.kind) { return false }
         if !queries.isEmpty {
-            guard let name = record.queryName, queries.contains(where: { Self.glob($0, name) }) else { return false }
+            guard let name = record.queryName, queries.contains(where: { Glob.matches($0, name) }) else { return false }
         }
         if !secrets.isEmpty {
             guard let secret = record.secretName, secrets.contains(secret) else { return false }
@@ -31,9 +31,12 @@ public struct SinkMatch: Sendable, Equatable {
         }
         return true
     }
+}
 
-    /// Shell-style glob: `*` any run, `?` one character.
-    static func glob(_ pattern: String, _ text: String) -> Bool {
+/// Shell-style globs over query names, host identifiers and certificate names: `*` any run, `?` one
+/// character.
+public enum Glob {
+    public static func matches(_ pattern: String, _ text: String) -> Bool {
         let p = Array(pattern.utf8), t = Array(text.utf8)
         var pi = 0, ti = 0, star = -1, mark = 0
         while ti < t.count {

@@ -183,19 +183,13 @@ public final class Spool: Sendable {
             if state.writeOffset > 0 && state.writeOffset + buffer.readableBytes > configuration.segmentSize {
                 try roll(&state)
             }
-            try buffer.withUnsafeReadableBytes { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = Glibc.write(state.writeFD, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        let message = String(cString: strerror(errno))
-                        // Drop a partial frame so the segment stays a sequence of whole frames.
-                        if done > 0 { _ = ftruncate(state.writeFD, off_t(state.writeOffset)) }
-                        throw SinkError.io("spool write failed: \(message)")
-                    }
-                    done += n
-                }
+            let fd = state.writeFD
+            do {
+                try buffer.withUnsafeReadableBytes { try FileIO.writeAll(fd, $0, what: "spool segment") }
+            } catch {
+                // Drop a partial frame so the segment stays a sequence of whole frames.
+                _ = ftruncate(fd, off_t(state.writeOffset))
+                throw error
             }
             state.writeOffset += buffer.readableBytes
             state.segments[state.writeSegment] = state.writeOffset

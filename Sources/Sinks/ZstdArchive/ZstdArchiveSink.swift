@@ -147,15 +147,7 @@ public final class ZstdArchiveSink: Sink {
     }
 
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SinkError.io("archive write failed: \(String(cString: strerror(errno)))")
-            }
-            done += n
-        }
+        try FileIO.writeAll(fd, bytes, what: "archive")
     }
 
     /// `YYYY/MM/DD/HH` in UTC.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import Sinks
 import Testing
 @testable import Gateway
 
