@@ -11,11 +11,12 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "osquery-gateway",
         abstract: "A TLS gateway between osquery agents and everything behind them.",
         discussion: """
-            Agents enroll, fetch config, send logs and poll for distributed queries over the osquery TLS
-            remote API. The gateway authenticates them by node key and client certificate, serves one
-            config per node, and acknowledges logs only once they are durable on disk.
+            Agents enroll, fetch config, send logs and poll for distributed queries over the osquery TLS \
+            remote API. The gateway authenticates them by node key and client certificate, serves one \
+            merged config per node, and acknowledges logs only once they are durable in its spool, then \
+            delivers them to every configured sink.
 
-            First run: `osquery-gateway serve` with no configuration writes a development PKI, an enroll
+            First run: `osquery-gateway serve` with no configuration writes a development PKI, an enroll \
             secret and a config under ./data, listens on 127.0.0.1:8443 and prints the osqueryd flags.
             """,
         subcommands: [ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self, ConfigCommand.self],

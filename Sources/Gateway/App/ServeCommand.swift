@@ -12,12 +12,13 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve the osquery TLS remote API (the default command).",
         discussion: """
-            With no configuration file anywhere, the first start writes a development setup into ./data
-            (CA, server and client certificates, enroll secret, osquery config, gateway.yaml) and serves it
-            on 127.0.0.1:8443. A configuration with `development: true` gets any of those files that are
+            With no configuration file anywhere, the first start writes a development setup into ./data \
+            (CA, server and client certificates, enroll secret, osquery config, gateway.yaml) and serves it \
+            on 127.0.0.1:8443. A configuration with `development: true` gets any of those files that are \
             missing. The osqueryd flags for this gateway are printed at start.
 
-            Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP re-reads config sources.
+            Signals: SIGTERM/SIGINT drain in-flight requests and exit 0; SIGHUP re-reads config sources \
+            and reopens log files.
             """)
 
     @OptionGroup var options: ConfigOption
