@@ -44,11 +44,18 @@ final class AgentConfigService: Service, Sendable {
         var nextRefresh = ContinuousClock.now
     }
 
+    /// A node as targeting sees it: a re-enrollment (new host details) or another certificate is a new key.
+    private struct TargetKey: Hashable {
+        var nodeID: String
+        var enrolledAt: Date
+        var certificate: String?
+    }
+
     private struct State {
         var sources: [String: SourceStatus] = [:]
         var rendered: [Rendered?]
         var problems: [String?]
-        var targetOfNode: [String: Int] = [:]
+        var targetOfNode: [TargetKey: Int] = [:]
     }
 
     let sources: [any ConfigSource]
@@ -74,7 +81,7 @@ final class AgentConfigService: Service, Sendable {
 
     /// The config for `node`, or nil while none can be served.
     func config(for node: NodeRecord, certificate: PeerCertificate?) -> Rendered? {
-        let cacheKey = node.id + "|" + node.keyHash.prefix(8).hexString + "|" + (certificate?.fingerprint ?? "")
+        let cacheKey = TargetKey(nodeID: node.id, enrolledAt: node.enrolledAt, certificate: certificate?.fingerprint)
         return state.withLockedValue { state in
             let index: Int
             if let cached = state.targetOfNode[cacheKey] {
