@@ -31,8 +31,7 @@ enum GatewayApplication {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> [any Service] {
         let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.sqlite)
-        let lastSeen = LastSeenRecorder(logger: logger)
-        lastSeen.attach(store)
+        let lastSeen = LastSeenRecorder(store: store, logger: logger)
         let authenticator = NodeAuthenticator(
             store: store, certificateEnrollment: configuration.enrollment.clientCertificate, lastSeen: lastSeen)
         let enrollment = EnrollmentService(

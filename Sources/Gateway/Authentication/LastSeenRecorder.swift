@@ -9,16 +9,12 @@ final class LastSeenRecorder: Service, Sendable {
     private let pending = NIOLockedValueBox([String: Date]())
     private let interval: Duration
     private let logger: Logger
-    /// Set once the store exists (the store needs the recorder's owner first).
-    private let storeBox = NIOLockedValueBox<(any NodeStore)?>(nil)
+    private let store: any NodeStore
 
-    init(interval: Duration = .seconds(10), logger: Logger) {
+    init(store: any NodeStore, interval: Duration = .seconds(10), logger: Logger) {
+        self.store = store
         self.interval = interval
         self.logger = logger
-    }
-
-    func attach(_ store: any NodeStore) {
-        storeBox.withLockedValue { $0 = store }
     }
 
     /// Notes that `nodeID` was seen now.
@@ -33,7 +29,7 @@ final class LastSeenRecorder: Service, Sendable {
             defer { pending.removeAll() }
             return pending
         }
-        guard !batch.isEmpty, let store = storeBox.withLockedValue({ $0 }) else { return }
+        guard !batch.isEmpty else { return }
         do {
             try await store.recordLastSeen(batch)
         } catch {
