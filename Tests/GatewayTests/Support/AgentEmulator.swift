@@ -58,19 +58,22 @@ final class AgentEmulator: @unchecked Sendable {
     /// - Parameters:
     ///   - caCertificate: the agent's `--tls_server_certs`.
     ///   - clientPair: the agent's `--tls_client_cert` and `--tls_client_key`.
-    init(baseURL: String, caCertificate: String, clientPair: (certificate: String, key: String)? = nil, secret: String, hostIdentifier: String = "host-\(UUID().uuidString.prefix(6))") throws {
+    init(baseURL: String, caCertificate: String, clientPair: (certificate: String, key: String)? = nil, secret: String,
+         hostIdentifier: String = "host-\(UUID().uuidString.prefix(6))", maximumTLSVersion: TLSVersion? = nil) throws {
         self.baseURL = baseURL
         self.secret = secret
         self.hostIdentifier = hostIdentifier
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caCertificate))
-        tls.minimumTLSVersion = .tlsv12
+        tls.minimumTLSVersion = maximumTLSVersion == nil ? .tlsv12 : .tlsv1
+        tls.maximumTLSVersion = maximumTLSVersion
         if let clientPair {
             tls.certificateChain = try NIOSSLCertificate.fromPEMFile(clientPair.certificate).map { .certificate($0) }
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientPair.key, format: .pem))
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(16))
+        configuration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

@@ -57,9 +57,9 @@ final class TestGateway: @unchecked Sendable {
         """
 
     /// Starts serving; returns once the port is bound.
-    func start(store: (any NodeStore)? = nil, metrics: PrometheusCollectorRegistry? = nil) async throws {
-        var logger = Logger(label: "test-gateway")
-        logger.logLevel = .warning
+    func start(store: (any NodeStore)? = nil, metrics: PrometheusCollectorRegistry? = nil, logs: LogCapture? = nil) async throws {
+        var logger = logs.map { capture in Logger(label: "test-gateway") { _ in capture } } ?? Logger(label: "test-gateway")
+        logger.logLevel = logs == nil ? .warning : .trace
         let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
         let services = try await GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store, metrics: metrics) { port in
             portBox.withLockedValue { $0?.resume(returning: port); $0 = nil }
@@ -130,4 +130,21 @@ func withGateway(
         throw error
     }
     try await gateway.stop()
+}
+
+/// Keeps every log line (message and metadata) a gateway writes, to check what never appears in logs.
+struct LogCapture: LogHandler, @unchecked Sendable {
+    let lines = NIOLockedValueBox<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
+        lines.withLockedValue { $0.append("\(event.message) \(all)") }
+    }
 }
