@@ -50,7 +50,7 @@ enum GatewayApplication {
             largeBodies: RequestBodyReader(maxBody: limits.maxBody, maxInflated: limits.maxInflatedBody),
             secretField: configuration.enrollment.secretField,
             certificatesInUse: configuration.tls.clientCertificates != .none,
-            enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig, pipeline: pipeline, logger: logger)
+            enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig, pipeline: pipeline)
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())

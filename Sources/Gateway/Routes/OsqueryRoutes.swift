@@ -23,7 +23,6 @@ struct OsqueryRoutes: Sendable {
     let authenticator: NodeAuthenticator
     let agentConfig: AgentConfigService
     let pipeline: LogPipeline
-    let logger: Logger
 
     private static let emptyObject = ByteBuffer(string: "{}")
     private static let noQueries = ByteBuffer(string: "{\"queries\":{}}")

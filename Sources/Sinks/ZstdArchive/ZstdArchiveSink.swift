@@ -112,7 +112,7 @@ public final class ZstdArchiveSink: Sink {
             if archive == nil { archive = try start(hour: hour) }
             let fd = archive!.fd
             try input.withUnsafeReadableBytes { bytes in
-                try archive!.compressor.compress(bytes, mode: ZSTD_e_flush) { try Self.writeAll(fd, $0) }
+                try archive!.compressor.compress(bytes, mode: ZSTD_e_flush) { try FileIO.writeAll(fd, $0, what: "archive") }
             }
             guard fsync(fd) == 0 else { throw SinkError.io("fsync of \(archive!.path) failed") }
             archive!.inputBytes += input.readableBytes
@@ -138,16 +138,12 @@ public final class ZstdArchiveSink: Sink {
     /// Ends the frame, makes the file durable and renames it without `.partial`.
     private func finish(_ archive: OpenArchive) throws {
         let empty = UnsafeRawBufferPointer(start: nil, count: 0)
-        try archive.compressor.compress(empty, mode: ZSTD_e_end) { try Self.writeAll(archive.fd, $0) }
+        try archive.compressor.compress(empty, mode: ZSTD_e_end) { try FileIO.writeAll(archive.fd, $0, what: archive.path) }
         guard fsync(archive.fd) == 0 else { throw SinkError.io("fsync of \(archive.path) failed") }
         _ = Glibc.close(archive.fd)
         let final = String(archive.path.dropLast(".partial".count))
         guard rename(archive.path, final) == 0 else { throw SinkError.io("cannot rename \(archive.path)") }
         try FileSink.syncDirectory((final as NSString).deletingLastPathComponent)
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
-        try FileIO.writeAll(fd, bytes, what: "archive")
     }
 
     /// `YYYY/MM/DD/HH` in UTC.
@@ -171,7 +167,7 @@ public final class ZstdArchiveSink: Sink {
             guard fd >= 0 else { throw SinkError.io("cannot create \(final)") }
             let compressor = try ZstdCompressor(level: level)
             try recovered.withUnsafeBytes { bytes in
-                try compressor.compress(bytes, mode: ZSTD_e_end) { try writeAll(fd, $0) }
+                try compressor.compress(bytes, mode: ZSTD_e_end) { try FileIO.writeAll(fd, $0, what: final) }
             }
             _ = fsync(fd)
             _ = Glibc.close(fd)
