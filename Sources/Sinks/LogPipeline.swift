@@ -34,24 +34,63 @@ public final class LogPipeline: Sendable {
     }
 
     public let spool: Spool
-    public let routes: [Route]
-    /// One delivery worker per sink; run them as services.
-    public let workers: [DeliveryWorker]
+    /// One delivery worker per sink, as one service: run it in the service group.
+    public let delivery: DeliveryWorkers
     let resendWindow: Duration
+    private let deadLetterDirectory: String
+    private let backoff: Backoff
+    private let logger: Logger
+    private let routesBox: NIOLockedValueBox<[Route]>
+
+    /// The sinks and what each takes, as running now.
+    public var routes: [Route] { routesBox.withLockedValue { $0 } }
+    /// The delivery workers running now.
+    public var workers: [DeliveryWorker] { delivery.workers }
     private let recent = NIOLockedValueBox([SHA256Digest: ContinuousClock.Instant]())
     private let appended = Counter(label: "spool_appended_records")
     private let refused = Counter(label: "spool_refused_batches")
     private let spoolBytes = Gauge(label: "spool_bytes")
+    private let lastRefusalBox = NIOLockedValueBox<(at: Date, reason: String)?>(nil)
+
+    /// When and why the spool last refused a batch (full, disk failing), for `/health`.
+    public var lastRefusal: (at: Date, reason: String)? { lastRefusalBox.withLockedValue { $0 } }
 
     public init(spool: Spool, routes: [Route], deadLetterDirectory: String, resendWindow: Duration = .seconds(120),
                 backoff: Backoff = Backoff(), logger: Logger) {
         self.spool = spool
-        self.routes = routes
         self.resendWindow = resendWindow
-        workers = routes.map { route in
-            DeliveryWorker(sink: route.sink, match: route.match, spool: spool,
-                           deadLetterPath: deadLetterDirectory + "/" + route.sink.name + ".jsonl", backoff: backoff, logger: logger)
+        self.deadLetterDirectory = deadLetterDirectory
+        self.backoff = backoff
+        self.logger = logger
+        routesBox = NIOLockedValueBox(routes)
+        delivery = DeliveryWorkers([])
+        delivery.setInitial(routes.map(worker(for:)))
+    }
+
+    private func worker(for route: Route) -> DeliveryWorker {
+        DeliveryWorker(sink: route.sink, match: route.match, spool: spool,
+                       deadLetterPath: deadLetterDirectory + "/" + route.sink.name + ".jsonl", backoff: backoff, logger: logger)
+    }
+
+    /// Adds a sink while the pipeline runs. A sink whose cursor is still in the spool (it ran before
+    /// under this name) goes on from it; a new one starts at the oldest data the spool holds.
+    public func add(_ route: Route) {
+        spool.addSink(route.sink.name)
+        routesBox.withLockedValue { $0.append(route) }
+        delivery.start(worker(for: route))
+    }
+
+    /// Removes a sink while the pipeline runs: its worker stops, the sink is closed, and unless
+    /// `keepingCursor` (the sink is being replaced under the same name) its cursor is dropped, so
+    /// the spool no longer keeps data for it.
+    public func remove(sink name: String, keepingCursor: Bool = false) async {
+        await delivery.stop(sink: name)
+        let removed = routesBox.withLockedValue { routes -> Route? in
+            guard let index = routes.firstIndex(where: { $0.sink.name == name }) else { return nil }
+            return routes.remove(at: index)
         }
+        await removed?.sink.close()
+        if !keepingCursor { spool.removeSink(name) }
     }
 
     /// Stores `records` durably.
@@ -73,6 +112,7 @@ public final class LogPipeline: Sendable {
             try await spool.append(records)
         } catch {
             refused.increment()
+            lastRefusalBox.withLockedValue { $0 = (Date(), "\(error)") }
             throw error
         }
         appended.increment(by: records.count)

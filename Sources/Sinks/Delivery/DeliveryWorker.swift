@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 
 /// Drains one sink's share of the spool: reads from the sink's cursor, hands batches to the sink,
@@ -9,7 +10,47 @@ import ServiceLifecycle
 /// Each sink has its own worker and cursor, so a slow or dead destination never delays agents or
 /// the other sinks: it only falls behind, and the spool keeps what it has not taken yet.
 public final class DeliveryWorker: Service, Sendable {
-    let sink: any Sink
+    /// What `/health` reports of this sink.
+    public struct Status: Sendable {
+        public enum State: String, Sendable {
+            /// Caught up or delivering.
+            case ok
+            /// The last delivery failed; the batch is being retried.
+            case retrying
+            /// Failed five times in a row or more.
+            case failing
+        }
+        public var state = State.ok
+        public var lastError: String?
+        public var lastErrorAt: Date?
+        public var consecutiveFailures = 0
+        /// Bytes of durable spool data this sink has not read yet (in the segment it is reading).
+        public var lagBytes = 0
+        /// Age of the oldest record of the batch being delivered; 0 when caught up.
+        public var lagSeconds = 0.0
+    }
+
+    private let statusBox = NIOLockedValueBox(Status())
+    /// This sink's state, last error and lag.
+    public var status: Status { statusBox.withLockedValue { $0 } }
+
+    private func failed(_ reason: String) {
+        statusBox.withLockedValue { status in
+            status.consecutiveFailures += 1
+            status.state = status.consecutiveFailures >= 5 ? .failing : .retrying
+            status.lastError = reason
+            status.lastErrorAt = Date()
+        }
+    }
+
+    private func succeeded() {
+        statusBox.withLockedValue { status in
+            status.consecutiveFailures = 0
+            status.state = .ok
+        }
+    }
+
+    public let sink: any Sink
     let match: SinkMatch
     let spool: Spool
     let deadLetter: DeadLetterFile
@@ -54,19 +95,23 @@ public final class DeliveryWorker: Service, Sendable {
         var lastTick = ContinuousClock.now
         var waitedAt: Spool.Position?
         let batching = sink.batching
-        while !Task.isShuttingDownGracefully {
+        while ServiceLoop.keepRunning {
             let read: (records: [LogRecord], next: Spool.Position)
             do {
                 read = try spool.read(from: position, maxRecords: batching.maxRecords, maxBytes: batching.maxBytes)
             } catch {
+                failed("cannot read the spool: \(error)")
                 logger.error("cannot read the spool", metadata: ["gw.error": "\(error)", "gw.position": "\(position)"])
                 await pause(.seconds(1))
                 continue
             }
             let durable = spool.durablePosition
-            lagBytes.record(durable.segment == position.segment ? durable.offset - position.offset : 0)
+            let lag = durable.segment == position.segment ? durable.offset - position.offset : 0
+            lagBytes.record(lag)
+            statusBox.withLockedValue { $0.lagBytes = lag }
             if read.records.isEmpty {
                 lagSeconds.record(0)
+                statusBox.withLockedValue { $0.lagSeconds = 0 }
                 if ContinuousClock.now - lastTick >= .seconds(1) {
                     await sink.tick()
                     lastTick = .now
@@ -88,14 +133,18 @@ public final class DeliveryWorker: Service, Sendable {
                 await pause(batching.maxWait)
                 continue
             }
-            lagSeconds.record(Date().timeIntervalSince(batch[0].receivedAt))
+            let age = Date().timeIntervalSince(batch[0].receivedAt)
+            lagSeconds.record(age)
+            statusBox.withLockedValue { $0.lagSeconds = age }
             switch await sink.deliver(batch) {
             case .delivered:
+                succeeded()
                 delivered.increment(by: batch.count)
                 attempt = 0
                 position = read.next
                 save(position)
             case .retry(let reason, let after):
+                failed(reason)
                 retried.increment()
                 let delay = backoff.delay(attempt: attempt, hint: after)
                 attempt += 1
@@ -107,6 +156,7 @@ public final class DeliveryWorker: Service, Sendable {
                 do {
                     try deadLetter.write(batch, sink: sink.name, reason: reason)
                 } catch {
+                    failed("cannot write the dead-letter file: \(error)")
                     logger.error("cannot write the dead-letter file; retrying", metadata: ["gw.error": "\(error)"])
                     await pause(.seconds(1))
                     continue
@@ -130,12 +180,14 @@ public final class DeliveryWorker: Service, Sendable {
         }
     }
 
-    /// Sleeps, waking early when the service group shuts down.
+    /// Sleeps, waking early when the service group shuts down or the task is cancelled.
     private func pause(_ duration: Duration) async {
         if duration <= .milliseconds(50) {
+            // Short polls skip the graceful-shutdown handler; a cancelled sleep throws at once and
+            // the loop's `keepRunning` check then ends the loop.
             try? await Task.sleep(for: duration)
         } else {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+            await ServiceLoop.pause(duration)
         }
     }
 }

@@ -173,18 +173,31 @@ public final class FileSink: Sink {
         reopen()
     }
 
+    /// Writes a batch's share of every file, or none of it: a failed write (ENOSPC, EIO) truncates
+    /// each file this batch touched back to its size before the batch, so a retry appends whole lines
+    /// once, never after a torn fragment or a copy already written to another file.
     private func writeLocked(_ buffers: [(String, ByteBuffer)]) throws -> UInt64 {
         try files.withLockedValue { state in
-            for (name, buffer) in buffers {
-                if let maxFileSize = configuration.maxFileSize, let open = state.descriptors[name],
-                    open.size > 0, open.size + buffer.readableBytes > maxFileSize
-                {
-                    rotate(name, &state)
+            var touched: [(name: String, fd: Int32, sizeBefore: Int)] = []
+            do {
+                for (name, buffer) in buffers {
+                    if let maxFileSize = configuration.maxFileSize, let open = state.descriptors[name],
+                        open.size > 0, open.size + buffer.readableBytes > maxFileSize
+                    {
+                        rotate(name, &state)
+                    }
+                    let fd = try descriptor(for: name, in: &state)
+                    touched.append((name, fd, state.descriptors[name]?.size ?? 0))
+                    try buffer.withUnsafeReadableBytes { try FileIO.writeAll(fd, $0, what: name) }
+                    state.dirty.insert(fd)
+                    state.descriptors[name]?.size += buffer.readableBytes
                 }
-                let fd = try descriptor(for: name, in: &state)
-                try buffer.withUnsafeReadableBytes { try FileIO.writeAll(fd, $0, what: name) }
-                state.dirty.insert(fd)
-                state.descriptors[name]?.size += buffer.readableBytes
+            } catch {
+                for file in touched {
+                    _ = ftruncate(file.fd, off_t(file.sizeBefore))
+                    state.descriptors[file.name]?.size = file.sizeBefore
+                }
+                throw error
             }
             state.written += 1
             return state.written

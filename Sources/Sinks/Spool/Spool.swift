@@ -19,8 +19,10 @@
 //    finished (group commit: one fsync serves every append waiting in the same window).
 // 3. Readers see only durable data: reads stop at the durable position, never at the write position.
 // 4. A segment is deleted only when every sink's cursor is past it (in a later segment).
-// 5. The spool never holds more than `maxSize` bytes of segments; an append that would exceed it
-//    fails with `SinkError.full`, and the agent gets a 503 error body and keeps its batch.
+// 5. The spool never holds more than `maxSize` bytes that some sink has not taken yet (bytes behind
+//    the slowest cursor); an append that would exceed it fails with `SinkError.full`, and the agent
+//    gets a 503 error body and keeps its batch. Delivered bytes waiting for their segment's deletion
+//    do not count, so `maxSize == segmentSize` works.
 //
 // ## Recovery (on open)
 // Every segment is scanned frame by frame. At the first frame that is torn (the file ends inside it)
@@ -47,7 +49,7 @@ import NIOPosix
 public final class Spool: Sendable {
     public struct Configuration: Sendable {
         public var directory: String
-        /// Past this many bytes of segments, appends are refused.
+        /// Past this many bytes not yet taken by every sink, appends are refused.
         public var maxSize: Int
         /// A segment is closed and a new one started past this size.
         public var segmentSize: Int
@@ -177,11 +179,13 @@ public final class Spool: Sendable {
     private func write(_ buffer: ByteBuffer) throws -> UInt64 {
         try state.withLockedValue { state in
             guard !state.closed else { throw SinkError.closed }
-            guard state.totalBytes + buffer.readableBytes <= configuration.maxSize else {
-                throw SinkError.full("spool is full (\(state.totalBytes) of \(configuration.maxSize) bytes)")
-            }
+            // Roll first: a full segment that every sink has read must not count against the limit.
             if state.writeOffset > 0 && state.writeOffset + buffer.readableBytes > configuration.segmentSize {
                 try roll(&state)
+            }
+            let unsent = Self.unsentBytes(state)
+            guard unsent + buffer.readableBytes <= configuration.maxSize else {
+                throw SinkError.full("spool is full (\(unsent) of \(configuration.maxSize) bytes not yet delivered)")
             }
             let fd = state.writeFD
             do {
@@ -198,6 +202,20 @@ public final class Spool: Sendable {
             return state.written
         }
     }
+
+    /// Bytes behind the slowest cursor: what some sink has yet to take. Delivered bytes still on disk
+    /// (a segment waiting for deletion, the read part of the write segment) do not count.
+    private static func unsentBytes(_ state: State) -> Int {
+        guard let slowest = state.cursors.values.min() else { return state.totalBytes }
+        var bytes = 0
+        for (id, size) in state.segments where id >= slowest.segment {
+            bytes += id == slowest.segment ? max(0, size - slowest.offset) : size
+        }
+        return bytes
+    }
+
+    /// Bytes that some sink has not taken yet (the figure `maxSize` limits).
+    public var unsentSize: Int { state.withLockedValue { Self.unsentBytes($0) } }
 
     private func roll(_ state: inout State) throws {
         let next = state.writeSegment + 1
@@ -276,6 +294,27 @@ public final class Spool: Sendable {
             bytesRead += consumed
         }
         return (records, position)
+    }
+
+    /// Gives `sink` a cursor if it has none: the one saved on disk if it is still inside the spool
+    /// (the sink ran before under this name), else the start of the oldest segment.
+    public func addSink(_ sink: String) {
+        let saved = Self.loadCursor(configuration.directory, sink)
+        state.withLockedValue { state in
+            guard state.cursors[sink] == nil else { return }
+            let oldest = state.segments.keys.min() ?? state.writeSegment
+            if let saved, saved.segment >= oldest, let size = state.segments[saved.segment] {
+                state.cursors[sink] = Position(segment: saved.segment, offset: min(saved.offset, size))
+            } else {
+                state.cursors[sink] = Position(segment: oldest, offset: 0)
+            }
+        }
+    }
+
+    /// Forgets `sink`'s cursor (in memory and on disk), so segments are no longer kept for it.
+    public func removeSink(_ sink: String) {
+        state.withLockedValue { state in state.cursors[sink] = nil }
+        unlink(configuration.directory + "/cursors/" + sink)
     }
 
     /// Saves `sink`'s cursor and deletes the segments every sink has passed.

@@ -13,7 +13,7 @@ func withPipeline(
     logger.logLevel = .critical
     let spool = try Spool(configuration: .init(directory: directory + "/spool", commitWindow: .zero), sinks: routes.map(\.sink.name))
     let pipeline = LogPipeline(spool: spool, routes: routes, deadLetterDirectory: directory + "/deadletter", backoff: backoff, logger: logger)
-    let group = ServiceGroup(configuration: .init(services: pipeline.workers, logger: logger))
+    let group = ServiceGroup(configuration: .init(services: [pipeline.delivery], logger: logger))
     let task = Task { try await group.run() }
     do {
         try await body(pipeline)
