@@ -30,7 +30,9 @@ let testMetrics: PrometheusCollectorRegistry = {
             return String(buffer: try await response.body.collect(upTo: 1 << 20))
         }
         let health = try await get("/health")
-        #expect(health.hasPrefix(#"{"config_sources":{"base":{"loaded":true}},"spool_bytes":"#))
+        #expect(health.hasPrefix(#"{"config_sources":{"base":{"loaded":true}},"sinks":{"files":{"lag_bytes":0,"lag_seconds":0,"state":"ok"}},"spool":{"bytes":"#),
+                "\(health)")
+        #expect(health.contains(#","max_bytes":1073741824,"unsent_bytes":0},"spool_bytes":"#))
         #expect(health.hasSuffix(#","status":"ok"}"#))
         let metrics = try await get("/metrics")
         #expect(metrics.contains(#"sink_delivered_records{sink="files"}"#))

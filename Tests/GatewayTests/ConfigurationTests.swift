@@ -73,12 +73,12 @@ import Testing
         #expect(DurationText.parse("soon") == nil)
     }
 
-    @Test func initWritesAWorkingDevelopmentSetup() throws {
+    @Test func initWritesAWorkingDevelopmentSetup() async throws {
         let directory = makeTemporaryDirectory("init")
         let written = try DevelopmentSetup.initialize(directory: directory, hostnames: ["localhost", "127.0.0.1"], listen: "127.0.0.1:8443")
         #expect(written.count == 10)
         let configuration = try GatewayConfiguration.load(file: directory + "/gateway.yaml")
-        try configuration.checkFiles()
+        try await configuration.checkServable()
         #expect(configuration.development)
         let flags = try String(contentsOfFile: directory + "/osquery.flags", encoding: .utf8)
         #expect(flags.contains("--tls_hostname=localhost:8443"))

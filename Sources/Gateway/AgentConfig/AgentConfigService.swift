@@ -5,6 +5,7 @@ import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
+import Sinks
 
 /// Keeps every node's osquery config ready to serve: sources refreshed in the background, merged per
 /// target, rendered once, handed out from memory.
@@ -13,7 +14,7 @@ import ServiceLifecycle
 ///   records the error and age (logs, `config render`).
 /// - A target's config is rebuilt only when the content of one of its sources changed. The result is
 ///   canonical JSON (sorted keys), so the same inputs always give the same bytes and agents do not
-///   reconfigure on every refresh (PROTOCOL.md 3.2). A gzip copy is made at the same time.
+///   reconfigure on every refresh (docs/protocol.md#config). A gzip copy is made at the same time.
 /// - A merge that fails (the `error` collision policy) or a result over `maxSize` bytes or nested
 ///   `maxDepth` deep keeps the target's last good config and reports the problem.
 /// - A target is served only once every one of its sources has loaded at least once; until then the
@@ -22,7 +23,7 @@ import ServiceLifecycle
 final class AgentConfigService: Service, Sendable {
     struct Options: Sendable {
         var policy: ConfigMerger.CollisionPolicy = .rename
-        /// osquery up to 5.23.1 refuses configs over 1 MiB (PROTOCOL.md 3.2).
+        /// osquery up to 5.23.1 refuses configs over 1 MiB (docs/protocol.md#config).
         var maxSize = 1 << 20
         /// osquery refuses configs nested 32 levels or deeper.
         var maxDepth = 32
@@ -51,17 +52,27 @@ final class AgentConfigService: Service, Sendable {
         var certificate: String?
     }
 
+    /// What the configuration file says: replaced as a whole on SIGHUP (`adopt`).
+    private struct Setup {
+        var sources: [any ConfigSource]
+        var targets: [AgentConfigTarget]
+        var options: Options
+        var tagsBySecret: [String: [String]]
+    }
+
     private struct State {
+        var setup: Setup
+        /// Bumped by `adopt`, so a refresh that began under the old setup does not write into the new.
+        var generation = 0
         var sources: [String: SourceStatus] = [:]
         var rendered: [Rendered?]
         var problems: [String?]
         var targetOfNode: [TargetKey: Int] = [:]
     }
 
-    let sources: [any ConfigSource]
-    let targets: [AgentConfigTarget]
-    let options: Options
-    private let tagsBySecret: [String: [String]]
+    var sources: [any ConfigSource] { state.withLockedValue { $0.setup.sources } }
+    var targets: [AgentConfigTarget] { state.withLockedValue { $0.setup.targets } }
+    var options: Options { state.withLockedValue { $0.setup.options } }
     private let logger: Logger
     private let state: NIOLockedValueBox<State>
 
@@ -69,12 +80,21 @@ final class AgentConfigService: Service, Sendable {
     ///   - targets: checked in order; the last one should match every node (the default).
     ///   - tagsBySecret: node tags per enroll secret name, for target matching.
     init(sources: [any ConfigSource], targets: [AgentConfigTarget], options: Options = .init(), tagsBySecret: [String: [String]] = [:], logger: Logger) {
-        self.sources = sources
-        self.targets = targets
-        self.options = options
-        self.tagsBySecret = tagsBySecret
         self.logger = logger
-        state = NIOLockedValueBox(State(rendered: Array(repeating: nil, count: targets.count), problems: Array(repeating: nil, count: targets.count)))
+        state = NIOLockedValueBox(State(
+            setup: Setup(sources: sources, targets: targets, options: options, tagsBySecret: tagsBySecret),
+            rendered: Array(repeating: nil, count: targets.count), problems: Array(repeating: nil, count: targets.count)))
+    }
+
+    /// Takes over `other`'s sources, targets and rendered configs at once (SIGHUP): `other` was built
+    /// from the new configuration file and refreshed, so nodes go from one complete config to the
+    /// next and never see a gap.
+    func adopt(_ other: AgentConfigService) {
+        var next = other.state.withLockedValue { $0 }
+        state.withLockedValue { state in
+            next.generation = state.generation + 1
+            state = next
+        }
     }
 
     // MARK: - Serving
@@ -87,7 +107,7 @@ final class AgentConfigService: Service, Sendable {
             if let cached = state.targetOfNode[cacheKey] {
                 index = cached
             } else {
-                index = targetIndex(for: facts(node, certificate))
+                index = Self.targetIndex(for: Self.facts(node, certificate, state.setup), in: state.setup.targets)
                 if state.targetOfNode.count > 500_000 { state.targetOfNode.removeAll(keepingCapacity: true) }
                 state.targetOfNode[cacheKey] = index
             }
@@ -96,13 +116,21 @@ final class AgentConfigService: Service, Sendable {
     }
 
     func facts(_ node: NodeRecord, _ certificate: PeerCertificate?) -> NodeFacts {
+        Self.facts(node, certificate, state.withLockedValue { $0.setup })
+    }
+
+    private static func facts(_ node: NodeRecord, _ certificate: PeerCertificate?, _ setup: Setup) -> NodeFacts {
         NodeFacts(
             hostIdentifier: node.hostIdentifier, platformType: node.platformType, hostDetails: node.hostDetails,
-            secretName: node.secretName, tags: node.secretName.flatMap { tagsBySecret[$0] } ?? [], certificate: certificate)
+            secretName: node.secretName, tags: node.secretName.flatMap { setup.tagsBySecret[$0] } ?? [], certificate: certificate)
     }
 
     /// The first target matching `facts`; `targets.count` when none does.
     func targetIndex(for facts: NodeFacts) -> Int {
+        Self.targetIndex(for: facts, in: targets)
+    }
+
+    private static func targetIndex(for facts: NodeFacts, in targets: [AgentConfigTarget]) -> Int {
         targets.firstIndex { $0.matches(facts) } ?? targets.count
     }
 
@@ -119,7 +147,8 @@ final class AgentConfigService: Service, Sendable {
     /// Fetches sources (only those due, unless `force`), then rebuilds the targets whose sources changed.
     func refresh(force: Bool = false) async {
         let now = ContinuousClock.now
-        let due = sources.filter { source in
+        let (setup, generation) = state.withLockedValue { ($0.setup, $0.generation) }
+        let due = setup.sources.filter { source in
             force || state.withLockedValue { ($0.sources[source.name]?.nextRefresh ?? now) <= now }
         }
         guard !due.isEmpty else { return }
@@ -134,10 +163,11 @@ final class AgentConfigService: Service, Sendable {
             return results
         }
         var changed = Set<String>()
-        state.withLockedValue { state in
+        let current = state.withLockedValue { state -> Bool in
+            guard state.generation == generation else { return false }
             for (name, result) in results {
                 var status = state.sources[name] ?? SourceStatus()
-                let interval = sources.first { $0.name == name }?.refreshInterval ?? .seconds(10)
+                let interval = setup.sources.first { $0.name == name }?.refreshInterval ?? .seconds(10)
                 status.nextRefresh = ContinuousClock.now + interval
                 switch result {
                 case .success(let content):
@@ -158,13 +188,14 @@ final class AgentConfigService: Service, Sendable {
                 }
                 state.sources[name] = status
             }
+            return true
         }
-        if !changed.isEmpty { rebuild(changed: changed) }
+        if current && !changed.isEmpty { rebuild(changed: changed, setup: setup, generation: generation) }
     }
 
     /// Re-merges every target that uses a changed source.
-    private func rebuild(changed: Set<String>) {
-        for (index, target) in targets.enumerated() where !target.sources.isEmpty && !changed.isDisjoint(with: target.sources) {
+    private func rebuild(changed: Set<String>, setup: Setup, generation: Int) {
+        for (index, target) in setup.targets.enumerated() where !target.sources.isEmpty && !changed.isDisjoint(with: target.sources) {
             let contributions: [ConfigMerger.Contribution]? = state.withLockedValue { state in
                 var list: [ConfigMerger.Contribution] = []
                 for name in target.sources {
@@ -174,8 +205,9 @@ final class AgentConfigService: Service, Sendable {
                 return list
             }
             guard let contributions else { continue }  // a source has never loaded: serve nothing yet
-            let outcome = render(contributions)
+            let outcome = render(contributions, options: setup.options)
             state.withLockedValue { state in
+                guard state.generation == generation else { return }
                 switch outcome {
                 case .success(let rendered):
                     state.rendered[index] = rendered
@@ -196,7 +228,7 @@ final class AgentConfigService: Service, Sendable {
         }
     }
 
-    private func render(_ contributions: [ConfigMerger.Contribution]) -> Result<Rendered, AgentConfigError> {
+    private func render(_ contributions: [ConfigMerger.Contribution], options: Options) -> Result<Rendered, AgentConfigError> {
         let merged: ConfigMerger.Result
         do {
             merged = try ConfigMerger(policy: options.policy).merge(contributions)
@@ -219,7 +251,7 @@ final class AgentConfigService: Service, Sendable {
 
     /// Publishes each source's age and state (`config_source_age_seconds`, `config_source_up`).
     func recordMetrics() {
-        let statuses = state.withLockedValue { $0.sources }
+        let (statuses, sources) = state.withLockedValue { ($0.sources, $0.setup.sources) }
         for source in sources {
             let status = statuses[source.name]
             let dimensions = [("source", source.name)]
@@ -232,10 +264,10 @@ final class AgentConfigService: Service, Sendable {
 
     /// Refreshes due sources every second until shutdown.
     func run() async throws {
-        while !Task.isShuttingDownGracefully {
+        while ServiceLoop.keepRunning {
             await refresh()
             recordMetrics()
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            await ServiceLoop.pause(.seconds(1))
         }
     }
 }

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import Foundation
 import Prometheus
 import ServiceLifecycle
 import Sinks
@@ -8,7 +9,11 @@ import Sinks
 /// The operator's side door, plain HTTP on a local address (`admin.listen`):
 /// - `GET /metrics`: Prometheus text (sinks' delivered/retried/rejected/lag, spool size, config
 ///   sources' age and state, agent requests by status);
-/// - `GET /health`: `{"status":"ok"|"degraded", ...}` with every config source's state.
+/// - `GET /health`: `{"status": "ok"|"degraded"|"failing", ...}` with every config source, every
+///   sink (state, last error, lag) and the spool. `failing` (HTTP 503, so a balancer takes the
+///   gateway out) means logs cannot be taken: the spool refused a batch in the last minute, or is
+///   past 90% of `spool.max_size`. `degraded` (HTTP 200) means a sink or config source is failing
+///   while agents are still served.
 enum AdminServer {
     static func make(
         listen: GatewayConfiguration.Listen, registry: PrometheusCollectorRegistry, agentConfig: AgentConfigService,
@@ -20,26 +25,60 @@ enum AdminServer {
                      body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
         router.get("/health") { _, _ -> Response in
-            let sources = agentConfig.snapshot(target: 0).sources
-            var states = JSONObject()
-            var degraded = false
-            for source in agentConfig.sources {
-                let status = sources[source.name]
-                var entry = JSONObject()
-                entry["loaded"] = .bool(status?.loadedAt != nil)
-                if let error = status?.error {
-                    entry["error"] = .string(error)
-                    degraded = true
-                }
-                states[source.name] = .object(entry)
-            }
-            var body = JSONObject()
-            body["status"] = .string(degraded ? "degraded" : "ok")
-            body["config_sources"] = .object(states)
-            body["spool_bytes"] = .number(String(pipeline.spool.size))
-            return Response(status: .ok, headers: [.contentType: "application/json"],
+            let (failing, body) = health(agentConfig: agentConfig, pipeline: pipeline)
+            return Response(status: failing ? .serviceUnavailable : .ok, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(bytes: JSONValue.object(body).canonicalJSON())))
         }
         return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port)), logger: logger)
+    }
+
+    /// The `/health` body, and whether the gateway cannot take logs.
+    static func health(agentConfig: AgentConfigService, pipeline: LogPipeline, now: Date = Date()) -> (failing: Bool, body: JSONObject) {
+        var degraded = false
+        let sources = agentConfig.snapshot(target: 0).sources
+        var sourceStates = JSONObject()
+        for source in agentConfig.sources {
+            let status = sources[source.name]
+            var entry = JSONObject()
+            entry["loaded"] = .bool(status?.loadedAt != nil)
+            if let error = status?.error {
+                entry["error"] = .string(error)
+                degraded = true
+            }
+            sourceStates[source.name] = .object(entry)
+        }
+        var sinkStates = JSONObject()
+        for worker in pipeline.workers {
+            let status = worker.status
+            var entry = JSONObject()
+            entry["state"] = .string(status.state.rawValue)
+            entry["lag_bytes"] = .number(String(status.lagBytes))
+            entry["lag_seconds"] = .number(String(Int(status.lagSeconds)))
+            if let error = status.lastError, let at = status.lastErrorAt {
+                entry["last_error"] = .string(error)
+                entry["last_error_seconds_ago"] = .number(String(Int(now.timeIntervalSince(at))))
+            }
+            if status.state != .ok { degraded = true }
+            sinkStates[worker.sink.name] = .object(entry)
+        }
+        let spool = pipeline.spool
+        let unsent = spool.unsentSize
+        var spoolState = JSONObject()
+        spoolState["bytes"] = .number(String(spool.size))
+        spoolState["unsent_bytes"] = .number(String(unsent))
+        spoolState["max_bytes"] = .number(String(spool.configuration.maxSize))
+        var failing = unsent * 10 > spool.configuration.maxSize * 9
+        if let refusal = pipeline.lastRefusal, now.timeIntervalSince(refusal.at) < 60 {
+            failing = true
+            spoolState["last_refusal"] = .string(refusal.reason)
+            spoolState["last_refusal_seconds_ago"] = .number(String(Int(now.timeIntervalSince(refusal.at))))
+        }
+        var body = JSONObject()
+        body["status"] = .string(failing ? "failing" : degraded ? "degraded" : "ok")
+        body["config_sources"] = .object(sourceStates)
+        body["sinks"] = .object(sinkStates)
+        body["spool"] = .object(spoolState)
+        body["spool_bytes"] = .number(String(spool.size))
+        return (failing, body)
     }
 }

@@ -5,21 +5,41 @@ struct AgentFlags {
     let configuration: GatewayConfiguration
     /// Host name agents use; must match the server certificate. Defaults from `listen`.
     var hostname: String?
+    /// The port agents connect to, when it differs from `listen` (port 0 resolved at bind).
+    var port: Int?
+
+    /// The name agents put in `--tls_hostname`: the one asked for, else one the listen address
+    /// suggests if the server certificate covers it, else the certificate's first DNS name (so the
+    /// flags `init --hostname gw.test` prints pass hostname verification).
+    var host: String {
+        if let hostname { return hostname }
+        let listen = configuration.listen.host
+        let suggested: String
+        if ["127.0.0.1", "::1", "localhost"].contains(listen) {
+            suggested = "localhost"
+        } else if ["0.0.0.0", "::"].contains(listen) {
+            suggested = ProcessInfo.processInfo.hostName
+        } else {
+            suggested = listen
+        }
+        let names = CertificateNames(file: configuration.tls.certificate)
+        if names.isEmpty || names.covers(suggested) { return suggested }
+        return names.dnsNames.first { !$0.hasPrefix("*") } ?? suggested
+    }
+
+    /// A warning when the server certificate does not cover `host` (agents would fail verification).
+    var hostnameWarning: String? {
+        let names = CertificateNames(file: configuration.tls.certificate)
+        guard !names.isEmpty, !names.covers(host) else { return nil }
+        return "warning: the server certificate \(configuration.tls.certificate) does not cover \(host) "
+            + "(it names \((names.dnsNames + names.addresses).joined(separator: ", "))); agents will fail hostname verification"
+    }
 
     var lines: [String] {
         let endpoints = configuration.endpoints
-        let host: String
-        if let hostname {
-            host = hostname
-        } else if ["127.0.0.1", "::1", "localhost"].contains(configuration.listen.host) {
-            host = "localhost"
-        } else if ["0.0.0.0", "::"].contains(configuration.listen.host) {
-            host = ProcessInfo.processInfo.hostName
-        } else {
-            host = configuration.listen.host
-        }
+        let host = self.host
         var flags = [
-            "--tls_hostname=\(host):\(configuration.listen.port)",
+            "--tls_hostname=\(host):\(port ?? configuration.listen.port)",
             "--tls_server_certs=\(serverCABundle)",
         ]
         switch configuration.enrollment.secrets.first?.source {

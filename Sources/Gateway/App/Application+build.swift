@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -44,10 +45,14 @@ enum GatewayApplication {
         for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
         let limits = configuration.limits
+        let budget = BodyBudget(limit: limits.inFlightBytes)
         let routes = OsqueryRoutes(
             endpoints: configuration.endpoints,
-            smallBodies: RequestBodyReader(maxBody: min(limits.maxBody, 1 << 20), maxInflated: min(limits.maxInflatedBody, 4 << 20)),
-            largeBodies: RequestBodyReader(maxBody: limits.maxBody, maxInflated: limits.maxInflatedBody),
+            smallBodies: RequestBodyReader(
+                maxBody: min(limits.maxBody, 1 << 20), maxInflated: min(limits.maxInflatedBody, 4 << 20),
+                timeout: limits.bodyTimeout, budget: budget),
+            largeBodies: RequestBodyReader(
+                maxBody: limits.maxBody, maxInflated: limits.maxInflatedBody, timeout: limits.bodyTimeout, budget: budget),
             secretField: configuration.enrollment.secretField,
             certificatesInUse: configuration.tls.clientCertificates != .none,
             enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig, pipeline: pipeline)
@@ -57,29 +62,38 @@ enum GatewayApplication {
         router.add(middleware: SecretParameterMiddleware(field: configuration.enrollment.secretField))
         routes.register(on: router)
 
-        let tls = try TLSConfiguration.gateway(configuration.tls)
+        var tls = try TLSConfiguration.gateway(configuration.tls)
+        let identity = try ServingIdentity(certificate: configuration.tls.certificate, privateKey: configuration.tls.privateKey)
+        identity.install(into: &tls)
         let idle = limits.idleTimeout.components
+        let handshakes = TLSHandshakeStats(logger: logger)
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)],
+            idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))
         let app = Application(
             router: router,
-            server: try .tls(
-                .http1(configuration: .init(idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))),
-                tlsConfiguration: tls),
-            configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil),
+            server: try .tls(.http1(configuration: http1), tlsConfiguration: tls),
+            configuration: .init(
+                address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil,
+                backlog: limits.backlog),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
-        services += pipeline.workers
+        services.append(pipeline.delivery)
         if handleSignals {
             let fileSinks = pipeline.routes.compactMap { $0.sink as? FileSink }
             services.append(HangupReloader(agentConfig: agentConfig, fileSinks: fileSinks, logger: logger))
         }
         let httpSources = agentConfig.sources.compactMap { $0 as? HTTPConfigSource }
         if !httpSources.isEmpty { services.insert(ShutdownAction { for source in httpSources { await source.shutdown() } }, at: 0) }
-        services.append(app)
+        services.append(NamedService("agent listener on \(configuration.listen.description)", app))
         if let admin = configuration.admin, let registry {
-            services.append(AdminServer.make(listen: admin, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger))
+            services.append(NamedService(
+                "admin listener on \(admin.description)",
+                AdminServer.make(listen: admin, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger)))
         }
+        services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
         return services
     }
 
@@ -131,6 +145,34 @@ enum GatewayApplication {
         return AgentConfigService(
             sources: sources, targets: targets, options: .init(policy: settings.collisions, maxSize: settings.maxSize),
             tagsBySecret: tags, logger: logger)
+    }
+}
+
+/// A service whose failure names it: "agent listener on 127.0.0.1:8443 failed: bind(...): Address
+/// already in use" rather than NIO's bare `bind(descriptor:ptr:bytes:)` error.
+struct NamedService: Service, CustomStringConvertible {
+    let description: String
+    let service: any Service
+
+    init(_ description: String, _ service: any Service) {
+        self.description = description
+        self.service = service
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var service: String
+        var error: any Error
+        var description: String { "\(service) failed: \(error)" }
+    }
+
+    func run() async throws {
+        do {
+            try await service.run()
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw Failure(service: description, error: error)
+        }
     }
 }
 

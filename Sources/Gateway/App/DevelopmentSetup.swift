@@ -51,7 +51,10 @@ enum DevelopmentSetup {
     }
 
     static func gatewayYAML(listen: String) -> String {
-        """
+        // The admin listener (metrics, health) stays on loopback, on the port after the agents' one.
+        let port = GatewayConfiguration.Listen(parsing: listen)?.port ?? 8443
+        let admin = "127.0.0.1:\(port == 0 ? 0 : port + 1)"
+        return """
         # Development configuration written by `osquery-gateway init`.
         # Every key is documented in Config/gateway.example.yaml. Paths are relative to this file.
         development: true
@@ -74,6 +77,8 @@ enum DevelopmentSetup {
             - { name: base, file: \(Layout.osqueryConfig) }
         sinks:
           - { name: files, type: file, directory: logs }
+        admin:
+          listen: \(admin)   # GET /metrics (Prometheus) and /health, plain HTTP
 
         """
     }

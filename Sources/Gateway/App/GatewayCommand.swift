@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 
-/// `osquery-gateway`: the command line (DESIGN.md 4.1).
+/// `osquery-gateway`: the command line.
 ///
 /// Exit codes: 0 ok, 64 usage, 78 configuration error, 1 anything else.
 @main
@@ -19,6 +19,7 @@ struct GatewayCommand: AsyncParsableCommand {
             First run: `osquery-gateway serve` with no configuration writes a development PKI, an enroll \
             secret and a config under ./data, listens on 127.0.0.1:8443 and prints the osqueryd flags.
             """,
+        version: GatewayVersion.current,
         subcommands: [ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self, ConfigCommand.self],
         defaultSubcommand: ServeCommand.self
     )
@@ -56,19 +57,46 @@ struct ConfigOption: ParsableArguments {
 
 /// Failures that map to an exit code.
 enum CommandFailure: Error, CustomStringConvertible {
+    /// A problem with the configuration or the files it names: exit 78 (EX_CONFIG).
     case configuration(String)
+    /// Wrong arguments: exit 64 (EX_USAGE).
+    case usage(String)
+    /// Anything else (an address in use, a failing disk): exit 1.
+    case failed(String)
+
+    /// Classifies any error a command meets.
+    init(_ error: any Error) {
+        switch error {
+        case let failure as CommandFailure: self = failure
+        case let error as ConfigurationError: self = .configuration(error.description)
+        default: self = .failed("osquery-gateway: \(error)")
+        }
+    }
 
     var description: String {
         switch self {
-        case .configuration(let text): return text
+        case .configuration(let text), .usage(let text), .failed(let text): return text
+        }
+    }
+
+    var exitCode: Int32 {
+        switch self {
+        case .configuration: return 78
+        case .usage: return 64
+        case .failed: return 1
         }
     }
 }
 
 extension CommandFailure {
-    /// Prints the failure and exits with 78 (EX_CONFIG).
+    /// Prints the failure and exits with its code.
     func exit() -> Never {
         FileHandle.standardError.write(Data((description + "\n").utf8))
-        Foundation.exit(78)
+        Foundation.exit(exitCode)
     }
+}
+
+/// The gateway's version, printed by `--version`.
+enum GatewayVersion {
+    static let current = "0.5.0"
 }

@@ -31,36 +31,33 @@ struct InitCommand: ParsableCommand {
         do {
             let written = try DevelopmentSetup.initialize(directory: dir, hostnames: hostnames, listen: listen)
             print(written.isEmpty ? "nothing to do: every file exists in \(dir)" : "wrote:\n" + written.map { "  " + $0 }.joined(separator: "\n"))
-        } catch let error as ConfigurationError {
-            CommandFailure.configuration(error.description).exit()
+        } catch {
+            CommandFailure(error).exit()
         }
     }
 }
 
-/// `osquery-gateway check-config`: validates a configuration and the files it names.
-struct CheckConfigCommand: ParsableCommand {
+/// `osquery-gateway check-config`: validates a configuration and everything it names.
+struct CheckConfigCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
-        abstract: "Validate a configuration file and print every problem with its key.",
-        discussion: "Exits 0 when the configuration can be served, 78 otherwise.")
+        abstract: "Validate a configuration file and everything it names, printing every problem with its key.",
+        discussion: """
+            Loads what `serve` would load without binding a port: the TLS certificate and key (and that \
+            they belong together), the client CA, enroll secrets, local config sources and the sinks' \
+            certificates. Exits 0 when the configuration can be served, 78 otherwise.
+            """)
 
     @OptionGroup var options: ConfigOption
 
-    func run() throws {
+    func run() async throws {
         do {
             let configuration = try options.load()
-            try configuration.checkFiles()
-            _ = try EnrollSecretVerifier(configuration: configuration.enrollment.secrets)
-            do {
-                _ = try TLSConfiguration.gateway(configuration.tls)
-            } catch {
-                throw ConfigurationError(file: configuration.file, problems: [.init(key: "tls", line: nil, message: "cannot load certificate or key: \(error)")])
-            }
+            try await configuration.checkServable()
             print("configuration ok: \(configuration.file ?? "")")
-        } catch let failure as CommandFailure {
-            failure.exit()
-        } catch let error as ConfigurationError {
-            CommandFailure.configuration(error.description).exit()
+            if let warning = AgentFlags(configuration: configuration).hostnameWarning { print(warning) }
+        } catch {
+            CommandFailure(error).exit()
         }
     }
 }
@@ -70,18 +67,23 @@ struct FlagsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flags",
         abstract: "Print the osqueryd flags that point an agent at this gateway.",
-        discussion: "Save the output as a flagfile and start osqueryd with --flagfile=<file>.")
+        discussion: """
+            Save the output as a flagfile and start osqueryd with --flagfile=<file>. A warning goes to \
+            standard error when the server certificate does not cover the host name.
+            """)
 
     @OptionGroup var options: ConfigOption
-    @Option(help: "Host name agents use (must match the server certificate). Default: from listen.")
+    @Option(help: "Host name agents use (must match the server certificate). Default: from listen and the certificate.")
     var hostname: String?
 
     func run() throws {
         do {
             let configuration = try options.load()
-            print(AgentFlags(configuration: configuration, hostname: hostname).lines.joined(separator: "\n"))
-        } catch let failure as CommandFailure {
-            failure.exit()
+            let flags = AgentFlags(configuration: configuration, hostname: hostname)
+            print(flags.lines.joined(separator: "\n"))
+            if let warning = flags.hostnameWarning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
+        } catch {
+            CommandFailure(error).exit()
         }
     }
 }

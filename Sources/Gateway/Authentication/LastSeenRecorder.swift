@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import Sinks
 
 /// Batches `last_seen` updates: requests note the time in memory, and this service writes them all
 /// every `interval` (and once more on shutdown), instead of one database write per request.
@@ -39,9 +40,8 @@ final class LastSeenRecorder: Service, Sendable {
     }
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            let interval = self.interval
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        while ServiceLoop.keepRunning {
+            await ServiceLoop.pause(interval)
             await flush()
         }
         await flush()

@@ -35,9 +35,17 @@ protocol NodeStore: Sendable {
     func node(certificateFingerprint: String) async throws -> NodeRecord?
     /// Stores an enrollment. A node with the same `hostKey` is replaced (keeping its id); the replaced
     /// record is returned so caches can forget its key.
+    /// - Throws: `NodeStoreError.boundToAnotherCertificate`, changing nothing, when the node with that
+    ///   `hostKey` is bound to a certificate other than `node.certificateFingerprint` (or `node` has none).
     func save(_ node: NodeRecord) async throws -> NodeRecord?
     /// Writes a batch of last-seen times (node id → time).
     func recordLastSeen(_ times: [String: Date]) async throws
     /// How many nodes are stored.
     func count() async throws -> Int
+}
+
+/// A store's answer that is not an outage.
+enum NodeStoreError: Error, Equatable {
+    /// Re-enrollment of a certificate-bound host without that certificate; the stored node is unchanged.
+    case boundToAnotherCertificate
 }

@@ -63,6 +63,10 @@ final class SQLiteNodeStore: NodeStore {
                     .map(Self.record)
             }
             if let previous {
+                // A host bound to a certificate is re-enrolled only by that certificate (threat model).
+                if let bound = previous.certificateFingerprint, bound != node.certificateFingerprint {
+                    throw NodeStoreError.boundToAnotherCertificate
+                }
                 node.id = previous.id
                 try db.execute(
                     sql: """

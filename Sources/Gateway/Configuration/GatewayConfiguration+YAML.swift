@@ -37,9 +37,10 @@ extension GatewayConfiguration {
         }
         let configuration = read(top, baseDirectory: baseDirectory, reader: reader)
         top.finish()
-        guard reader.problems.isEmpty, let configuration else {
+        guard reader.problems.isEmpty, var configuration else {
             throw ConfigurationError(file: file, problems: reader.problems)
         }
+        configuration.lines = reader.lines
         return configuration
     }
 
@@ -156,8 +157,8 @@ extension GatewayConfiguration {
         var spool = SpoolSettings(directory: inDataDir("spool"))
         if let section = top.mapping("spool") {
             if let directory = section.string("directory") { spool.directory = inDataDir(directory) }
-            if let value = section.size("max_size") { spool.maxSize = value }
-            if let value = section.size("segment_size") { spool.segmentSize = value }
+            if let value = section.size("max_size", minimum: 1 << 20) { spool.maxSize = value }
+            if let value = section.size("segment_size", minimum: 64 << 10) { spool.segmentSize = value }
             if let value = section.duration("commit_window") { spool.commitWindow = value }
             if let value = section.duration("resend_window") { spool.resendWindow = value }
             if spool.segmentSize > spool.maxSize {
@@ -182,13 +183,24 @@ extension GatewayConfiguration {
         // limits
         var limits = Limits()
         if let section = top.mapping("limits") {
-            if let value = section.size("max_body") { limits.maxBody = value }
-            if let value = section.size("max_inflated_body") { limits.maxInflatedBody = value }
-            if let value = section.duration("idle_timeout") { limits.idleTimeout = value }
+            // An agent's enroll body alone is about 4 KiB; below these nothing an agent sends fits.
+            if let value = section.size("max_body", minimum: 16 << 10) { limits.maxBody = value }
+            if let value = section.size("max_inflated_body", minimum: 16 << 10) { limits.maxInflatedBody = value }
+            if let value = section.duration("idle_timeout", minimum: .seconds(1)) { limits.idleTimeout = value }
+            if let value = section.duration("body_timeout", minimum: .seconds(1)) { limits.bodyTimeout = value }
+            if let value = section.size("in_flight_bytes", minimum: 1 << 20) { limits.inFlightBytes = value }
+            if let value = section.integer("backlog", in: 1...65_535) { limits.backlog = value }
             if limits.maxInflatedBody < limits.maxBody {
                 reader.report(section.key("max_inflated_body"), section.node, "must be at least max_body")
             }
+            if limits.inFlightBytes < limits.maxInflatedBody {
+                reader.report(section.key("in_flight_bytes"), section.node, "must be at least max_inflated_body, or one large batch could never be read")
+            }
             section.finish()
+        }
+        if spool.maxSize < limits.maxInflatedBody {
+            reader.report("spool.max_size", top.value("spool") ?? top.node,
+                          "must be at least limits.max_inflated_body (\(limits.maxInflatedBody) bytes), or a large batch could never be stored")
         }
 
         var admin: Listen?
@@ -210,32 +222,6 @@ extension GatewayConfiguration {
         )
         configuration.admin = admin
         return configuration
-    }
-
-    /// Checks that the files the configuration names can be read (run after development setup).
-    func checkFiles() throws {
-        var problems: [ConfigurationProblem] = []
-        func readable(_ path: String?, _ key: String) {
-            guard let path else { return }
-            if !FileManager.default.isReadableFile(atPath: path) {
-                problems.append(.init(key: key, line: nil, message: "cannot read \(path)"))
-            }
-        }
-        readable(tls.certificate, "tls.certificate")
-        readable(tls.privateKey, "tls.private_key")
-        readable(tls.clientCA, "tls.client_ca")
-        for (i, secret) in enrollment.secrets.enumerated() {
-            if case .file(let path) = secret.source { readable(path, "enrollment.secrets[\(i)].file") }
-        }
-        for (i, source) in agentConfig.sources.enumerated() {
-            if case .file(let path) = source.kind { readable(path, "agent_config.sources[\(i)].file") }
-            if case .http(let http) = source.kind {
-                readable(http.ca, "agent_config.sources[\(i)].http.ca")
-                readable(http.clientCertificate, "agent_config.sources[\(i)].http.client_certificate")
-                readable(http.clientKey, "agent_config.sources[\(i)].http.client_key")
-            }
-        }
-        if !problems.isEmpty { throw ConfigurationError(file: file, problems: problems) }
     }
 }
 

@@ -1,9 +1,9 @@
+import Sinks
+
 /// Everything `serve` needs, read once from the YAML file (see `GatewayConfiguration+YAML.swift`)
 /// and checked there; every path is already absolute.
 ///
 /// Keys are documented in `Config/gateway.example.yaml`; this type mirrors that file.
-import Sinks
-
 struct GatewayConfiguration: Sendable {
     /// Where agents connect.
     struct Listen: Sendable, Equatable {
@@ -148,6 +148,13 @@ struct GatewayConfiguration: Sendable {
         var maxInflatedBody = 256 << 20
         /// Idle connections, and requests that stall, are closed after this long.
         var idleTimeout: Duration = .seconds(75)
+        /// A whole request body must arrive within this long (a sender dribbling a large body is cut off).
+        var bodyTimeout: Duration = .seconds(60)
+        /// Bytes of request bodies held at once by every request together, past each request's first
+        /// 64 KiB; over it, large bodies get a 503 error body (the agent retries later).
+        var inFlightBytes = 1 << 30
+        /// Pending connections the kernel queues before accepting (a restarting fleet reconnects at once).
+        var backlog = 4096
     }
 
     var listen = Listen(host: "127.0.0.1", port: 8443)
@@ -167,4 +174,17 @@ struct GatewayConfiguration: Sendable {
     var development = false
     /// The file this was read from, if any.
     var file: String?
+    /// The line of each key in that file, for problems found after parsing.
+    var lines: [String: Int] = [:]
+
+    /// A problem with `key`, naming its line in the file where known.
+    func problem(_ key: String, _ message: String) -> ConfigurationProblem {
+        var line = lines[key]
+        var parent = key
+        while line == nil, let cut = parent.lastIndex(where: { $0 == "." || $0 == "[" }) {
+            parent = String(parent[..<cut])
+            line = lines[parent]
+        }
+        return ConfigurationProblem(key: key, line: line, message: message)
+    }
 }

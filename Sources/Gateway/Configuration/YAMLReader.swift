@@ -8,6 +8,9 @@ import Yams
 /// environment variable `NAME`.
 final class YAMLReader {
     private(set) var problems: [ConfigurationProblem] = []
+    /// The line of every key read, so checks made after parsing (files, certificates, secrets) can
+    /// still name the line.
+    var lines: [String: Int] = [:]
     let environment: [String: String]
 
     init(environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -94,7 +97,9 @@ final class MappingReader {
 
     func value(_ name: String) -> Node? {
         used.insert(name)
-        return entries.first { $0.key == name }?.value
+        guard let entry = entries.first(where: { $0.key == name }) else { return nil }
+        if let line = entry.keyNode.mark?.line { reader.lines[key(name)] = line }
+        return entry.value
     }
 
     var line: Int? { node.mark?.line }
@@ -145,21 +150,29 @@ final class MappingReader {
         return value
     }
 
-    /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or a plain byte count.
-    func size(_ name: String) -> Int? {
+    /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or a plain byte count, at least `minimum`.
+    func size(_ name: String, minimum: Int = 0) -> Int? {
         guard let text = string(name) else { return nil }
         guard let bytes = ByteSize.parse(text) else {
             reader.report(key(name), value(name), "expected a size such as 64MiB or 1GiB, found \"\(text)\"")
             return nil
         }
+        guard bytes >= minimum else {
+            reader.report(key(name), value(name), "must be at least \(minimum) bytes, found \"\(text)\"")
+            return nil
+        }
         return bytes
     }
 
-    /// A duration such as `250ms`, `30s`, `5m`, `1h` or `1d`.
-    func duration(_ name: String) -> Duration? {
+    /// A duration such as `250ms`, `30s`, `5m`, `1h` or `1d`, at least `minimum`.
+    func duration(_ name: String, minimum: Duration = .zero) -> Duration? {
         guard let text = string(name) else { return nil }
         guard let duration = DurationText.parse(text) else {
             reader.report(key(name), value(name), "expected a duration such as 30s, 5m or 1h, found \"\(text)\"")
+            return nil
+        }
+        guard duration >= minimum else {
+            reader.report(key(name), value(name), "must be at least \(minimum), found \"\(text)\"")
             return nil
         }
         return duration

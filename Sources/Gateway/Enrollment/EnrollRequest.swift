@@ -27,7 +27,7 @@ struct EnrollRequest: Sendable {
     private mutating func parse(_ scanner: inout JSONScanner, secretField: String) throws(JSONError) {
         try scanner.forEachMember { (scanner, key) throws(JSONError) in
             switch key {
-            case secretField:
+            case secretField where secret == nil:
                 secret = try scanner.readString(for: secretField)
             case "host_identifier":
                 hostIdentifier = try scanner.readString(for: "host_identifier")

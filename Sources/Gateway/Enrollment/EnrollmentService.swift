@@ -5,7 +5,9 @@ import Logging
 ///
 /// The key is returned to the agent once and stored only as its hash. A host that enrolls again
 /// (same `instance_id`, else same system `uuid`) keeps its node id but gets a new key, and the old key
-/// stops working at once. A node that enrolled while presenting a client certificate is bound to it.
+/// stops working at once. A node that enrolled while presenting a client certificate is bound to it:
+/// only a request presenting that certificate may enroll it again (else 403, and its key keeps
+/// working), and a node enrolled by a certificate alone is identified by that certificate.
 struct EnrollmentService: Sendable {
     let secrets: EnrollSecretVerifier
     let store: any NodeStore
@@ -31,14 +33,22 @@ struct EnrollmentService: Sendable {
             throw OsqueryError.enrollRejected(candidate.isEmpty ? "enroll secret missing" : "enroll secret invalid")
         }
         let nodeKey = NodeKey.generate()
+        // Enrolled by a certificate alone, a host is that certificate: what the body claims (an
+        // instance_id anyone can copy) proves nothing without a secret.
+        let certificateHostKey = certificate.map { "certificate:" + $0.fingerprint }
         let record = NodeRecord(
             id: UUID().uuidString.lowercased(), keyHash: NodeKey.hash(nodeKey),
-            hostKey: request.hostKey ?? certificate.map { "certificate:" + $0.fingerprint },
+            hostKey: secret == nil ? certificateHostKey : (request.hostKey ?? certificateHostKey),
             hostIdentifier: request.hostIdentifier, platformType: request.platformType, hostDetails: request.hostDetails,
             secretName: secret?.name, certificateFingerprint: certificate?.fingerprint, enrolledAt: Date(), lastSeen: Date())
         let previous: NodeRecord?
         do {
             previous = try await store.save(record)
+        } catch NodeStoreError.boundToAnotherCertificate {
+            logger.notice("enrollment refused: host is bound to another client certificate", metadata: [
+                "gw.host_identifier": "\(request.hostIdentifier)", "gw.certificate": "\(certificate?.fingerprint ?? "-")",
+            ])
+            throw OsqueryError.certificateMismatch("this host is enrolled with a client certificate; only that certificate can enroll it again")
         } catch {
             logger.error("node store write failed during enrollment", metadata: ["gw.error": "\(error)"])
             throw OsqueryError.unavailable("node store unavailable")

@@ -3,15 +3,15 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-/// Every failure an agent can see, rendered as osquery expects it (DESIGN.md 4.3).
+/// Every failure an agent can see, rendered as osquery expects it (docs/protocol.md#errors).
 ///
-/// osquery ignores HTTP status codes (PROTOCOL.md 1.5): the body decides. So every error body is a
+/// osquery ignores HTTP status codes (docs/protocol.md#status-codes): the body decides. So every error body is a
 /// non-empty JSON object with an `error` string, and `node_invalid: true` appears only where the
 /// agent should throw its key away and enroll again. The status is for proxies and people.
 struct OsqueryError: HTTPResponseError, CustomStringConvertible {
     private enum Code: Sendable {
         case enrollRejected, nodeInvalid, certificateMismatch, unavailable, badRequest, tooLarge
-        case unsupportedEncoding, spoolFull, noConfig, notFound, methodNotAllowed, `internal`
+        case unsupportedEncoding, spoolFull, busy, tooSlow, noConfig, notFound, methodNotAllowed, `internal`
     }
 
     private let code: Code
@@ -44,6 +44,10 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
     static func unsupportedEncoding(_ message: String) -> Self { .init(.unsupportedEncoding, message) }
     /// Logs cannot be made durable (disk full or failing). 503 with Retry-After; osquery keeps the batch.
     static func spoolFull(_ message: String) -> Self { .init(.spoolFull, message) }
+    /// The gateway holds too many request bodies right now. 503 with Retry-After; osquery keeps the batch.
+    static func busy(_ message: String) -> Self { .init(.busy, message) }
+    /// The body did not arrive within `limits.body_timeout`. 408.
+    static func tooSlow(_ message: String) -> Self { .init(.tooSlow, message) }
     /// No config to serve. 503; never an empty body, which would wipe the agent's schedule.
     static func noConfig(_ message: String) -> Self { .init(.noConfig, message) }
     /// No endpoint at this path. 404.
@@ -57,7 +61,8 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
         switch code {
         case .enrollRejected, .nodeInvalid: return .unauthorized
         case .certificateMismatch: return .forbidden
-        case .unavailable, .spoolFull, .noConfig: return .serviceUnavailable
+        case .unavailable, .spoolFull, .busy, .noConfig: return .serviceUnavailable
+        case .tooSlow: return .requestTimeout
         case .badRequest: return .badRequest
         case .tooLarge: return .contentTooLarge
         case .unsupportedEncoding: return .unsupportedMediaType
@@ -82,7 +87,9 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
-        if code == .spoolFull { headers[.retryAfter] = "30" }
+        if code == .spoolFull || code == .busy { headers[.retryAfter] = "30" }
+        // The rest of a refused body is not worth reading: close instead of draining it.
+        if code == .tooLarge || code == .busy || code == .tooSlow { headers[.connection] = "close" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

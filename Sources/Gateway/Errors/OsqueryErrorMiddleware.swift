@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
+import NIOHTTP1
 
 /// The outermost middleware: whatever goes wrong, the agent gets an osquery-shaped JSON body.
 ///
@@ -18,6 +20,21 @@ struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try error.response(from: request, context: context)
         } catch let error as HTTPError {
             response = try Self.map(error).response(from: request, context: context)
+        } catch let error as HTTPParserError {
+            // A body that breaks HTTP framing mid-way (a malformed chunk size) or ends because the
+            // client went away. Rethrown, Hummingbird answers 400 and closes, and
+            // `ProtocolErrorBodyHandler` gives that answer its JSON body. A client that disconnects
+            // mid-body is normal traffic: counted and logged at debug, not an error with an id.
+            if error == .invalidEOFState {
+                clientDisconnects.increment()
+                context.logger.debug("client closed the connection mid-request", metadata: ["gw.path": "\(request.uri.path)"])
+            }
+            requestCounters[4]?.increment()
+            throw error
+        } catch let error as ChannelError where error == .ioOnClosedChannel || error == .eof {
+            clientDisconnects.increment()
+            context.logger.debug("client closed the connection mid-request", metadata: ["gw.path": "\(request.uri.path)"])
+            throw error
         } catch {
             let id = UUID().uuidString.lowercased()
             context.logger.error("request failed", metadata: ["gw.error_id": "\(id)", "gw.error": "\(error)", "gw.path": "\(request.uri.path)"])
@@ -37,6 +54,9 @@ struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 }
+
+/// `gateway_client_disconnects`: requests whose client went away before the body was complete.
+private let clientDisconnects = Counter(label: "gateway_client_disconnects")
 
 /// `gateway_requests{class="2xx"|"4xx"|"5xx"}`: agent requests by status class. Created on first use,
 /// after `serve` has bootstrapped the metrics system.

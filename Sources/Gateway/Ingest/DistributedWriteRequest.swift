@@ -47,7 +47,7 @@ struct DistributedWriteRequest: Sendable {
         mutating func parse(_ scanner: inout JSONScanner) throws(JSONError) {
             try scanner.forEachMember { (scanner, key) throws(JSONError) in
                 switch key {
-                case "node_key": nodeKey = try scanner.readString(for: "node_key")
+                case "node_key" where nodeKey == nil: nodeKey = try scanner.readString(for: "node_key")
                 case "queries": try section(.rows, &scanner)
                 case "statuses": try section(.status, &scanner)
                 case "messages": try section(.message, &scanner)

@@ -49,7 +49,7 @@ struct LoggerRequest: Sendable {
         mutating func parse(_ scanner: inout JSONScanner) throws(JSONError) {
             try scanner.forEachMember { (scanner, key) throws(JSONError) in
                 switch key {
-                case "node_key": nodeKey = try scanner.readString(for: "node_key")
+                case "node_key" where nodeKey == nil: nodeKey = try scanner.readString(for: "node_key")
                 case "log_type": logType = try scanner.readString(for: "log_type")
                 case "data":
                     guard try scanner.peek() == UInt8(ascii: "[") else {

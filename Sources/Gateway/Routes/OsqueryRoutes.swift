@@ -9,7 +9,8 @@ import Sinks
 ///
 /// Controllers only decode, call a service and encode; every failure is an `OsqueryError` that
 /// renders itself. The node key is taken from `Authorization: NodeKey` when present (osquery 5.23+
-/// sends it beside the body field, always with the same value), else from the body.
+/// sends it beside the body field, always with the same value), else from the body; a body that
+/// names `node_key` twice counts the first, as osquery's own JSON reader does.
 struct OsqueryRoutes: Sendable {
     let endpoints: GatewayConfiguration.Endpoints
     /// For enroll, config and distributed read: small bodies.
@@ -44,11 +45,7 @@ struct OsqueryRoutes: Sendable {
     }
 
     func config(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        let body = try await smallBodies.read(request)
-        let bodyKey = try NodeKeyRequest(body: body).nodeKey
-        let nodeKey = request.headers.nodeKey ?? bodyKey
-        let certificate = try await certificate(context)
-        let node = try await authenticator.authenticate(nodeKey: nodeKey, certificate: certificate)
+        let (node, certificate, _) = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
         guard let config = agentConfig.config(for: node, certificate: certificate) else {
             throw OsqueryError.noConfig("no osquery config is available yet")
         }
@@ -63,28 +60,39 @@ struct OsqueryRoutes: Sendable {
 
     func log(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let receivedAt = Date()
-        let body = try await largeBodies.read(request)
-        let batch = try LoggerRequest(body: body)
-        let node = try await authenticator.authenticate(nodeKey: request.headers.nodeKey ?? batch.nodeKey, certificate: try await certificate(context))
+        let (node, _, batch) = try await authenticated(request, context, largeBodies) { try LoggerRequest(body: $0) }
         try await append(batch.records(for: node, receivedAt: receivedAt), context)
         return Self.json(Self.emptyObject)
     }
 
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        let body = try await smallBodies.read(request)
-        let bodyKey = try NodeKeyRequest(body: body).nodeKey
-        let nodeKey = request.headers.nodeKey ?? bodyKey
-        _ = try await authenticator.authenticate(nodeKey: nodeKey, certificate: try await certificate(context))
+        _ = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
         return Self.json(Self.noQueries)
     }
 
     func distributedWrite(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let receivedAt = Date()
-        let body = try await largeBodies.read(request)
-        let results = try DistributedWriteRequest(body: body)
-        let node = try await authenticator.authenticate(nodeKey: request.headers.nodeKey ?? results.nodeKey, certificate: try await certificate(context))
+        let (node, _, results) = try await authenticated(request, context, largeBodies) { try DistributedWriteRequest(body: $0) }
         try await append(results.records(for: node, receivedAt: receivedAt), context)
         return Self.json(Self.emptyObject)
+    }
+
+    /// The one authentication step of every node endpoint.
+    ///
+    /// With `Authorization: NodeKey` (osquery 5.23+) the node is authenticated from the header
+    /// *before* the body is read or inflated, so an unknown key never costs a 256 MiB inflate; the
+    /// body's `node_key` is used only when there is no header.
+    private func authenticated<Body: NodeKeyed>(
+        _ request: Request, _ context: GatewayRequestContext, _ reader: RequestBodyReader, decode: (ByteBuffer) throws -> Body
+    ) async throws -> (node: NodeRecord, certificate: PeerCertificate?, body: Body) {
+        let certificate = try await certificate(context)
+        if let headerKey = request.headers.nodeKey {
+            let node = try await authenticator.authenticate(nodeKey: headerKey, certificate: certificate)
+            return (node, certificate, try decode(try await reader.read(request)))
+        }
+        let body = try decode(try await reader.read(request))
+        let node = try await authenticator.authenticate(nodeKey: body.nodeKey, certificate: certificate)
+        return (node, certificate, body)
     }
 
     /// Hands records to the pipeline; returns only once they are durable.
@@ -106,3 +114,12 @@ struct OsqueryRoutes: Sendable {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
     }
 }
+
+/// A decoded request body that may carry the agent's `node_key`.
+protocol NodeKeyed {
+    var nodeKey: String? { get }
+}
+
+extension NodeKeyRequest: NodeKeyed {}
+extension LoggerRequest: NodeKeyed {}
+extension DistributedWriteRequest: NodeKeyed {}

@@ -1,0 +1,95 @@
+import Foundation
+import NIOSSL
+import Sinks
+
+extension GatewayConfiguration {
+    /// Loads everything `serve` would load, without binding a port: every named file, the enroll
+    /// secrets, the TLS certificate with its key (and that they belong together), the client CA,
+    /// the local config sources and the sinks' CAs and client certificates. `check-config` and
+    /// `serve` both run it, so they never disagree.
+    ///
+    /// HTTP config sources are not fetched (a remote outage must not stop a start).
+    /// - Throws: `ConfigurationError` with one sentence per problem, naming the key, line and file.
+    func checkServable() async throws {
+        var problems: [ConfigurationProblem] = []
+        func readable(_ path: String?, _ key: String) {
+            guard let path else { return }
+            if !FileManager.default.isReadableFile(atPath: path) {
+                let why = FileManager.default.fileExists(atPath: path) ? "cannot read" : "no such file:"
+                problems.append(problem(key, "\(why) \(path)"))
+            }
+        }
+        readable(tls.certificate, "tls.certificate")
+        readable(tls.privateKey, "tls.private_key")
+        readable(tls.clientCA, "tls.client_ca")
+        for (i, secret) in enrollment.secrets.enumerated() {
+            if case .file(let path) = secret.source { readable(path, "enrollment.secrets[\(i)].file") }
+        }
+        for (i, sink) in sinks.enumerated() {
+            if case .http(let http) = sink.kind {
+                readable(http.ca, "sinks[\(i)].ca")
+                readable(http.clientCertificate?.certificate, "sinks[\(i)].client_certificate")
+                readable(http.clientCertificate?.key, "sinks[\(i)].client_key")
+            }
+        }
+        for (i, source) in agentConfig.sources.enumerated() {
+            if case .http(let http) = source.kind {
+                readable(http.ca, "agent_config.sources[\(i)].ca")
+                readable(http.clientCertificate, "agent_config.sources[\(i)].client_certificate")
+                readable(http.clientKey, "agent_config.sources[\(i)].client_key")
+            }
+        }
+        // Files that cannot be read make every later check say the same thing again.
+        if !problems.isEmpty { throw ConfigurationError(file: file, problems: problems) }
+
+        do {
+            _ = try EnrollSecretVerifier(configuration: enrollment.secrets)
+        } catch let error as ConfigurationError {
+            problems += error.problems.map { problem($0.key, $0.message) }
+        }
+        do {
+            try TLSMaterial.check(self)
+        } catch let error as ConfigurationError {
+            problems += error.problems
+        }
+        for (i, sink) in sinks.enumerated() {
+            guard case .http(let http) = sink.kind else { continue }
+            if let ca = http.ca, (try? NIOSSLCertificate.fromPEMFile(ca)) == nil {
+                problems.append(problem("sinks[\(i)].ca", "\(ca) is not a PEM certificate bundle"))
+            }
+            if let pair = http.clientCertificate {
+                if (try? NIOSSLCertificate.fromPEMFile(pair.certificate)) == nil {
+                    problems.append(problem("sinks[\(i)].client_certificate", "\(pair.certificate) is not a PEM certificate"))
+                }
+                if (try? NIOSSLPrivateKey(file: pair.key, format: .pem)) == nil {
+                    problems.append(problem("sinks[\(i)].client_key", "\(pair.key) is not a PEM private key"))
+                }
+            }
+        }
+        for (i, source) in agentConfig.sources.enumerated() {
+            let key: String
+            let loaded: any ConfigSource
+            switch source.kind {
+            case .file(let path):
+                key = "agent_config.sources[\(i)].file"
+                loaded = FileConfigSource(name: source.name, path: path)
+            case .directory(let path):
+                key = "agent_config.sources[\(i)].directory"
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                    problems.append(problem(key, "no such folder: \(path)"))
+                    continue
+                }
+                loaded = DirectoryConfigSource(name: source.name, path: path)
+            case .inline, .http:
+                continue
+            }
+            do {
+                _ = try await loaded.load()
+            } catch {
+                problems.append(problem(key, "config source \(source.name) cannot be used: \(error)"))
+            }
+        }
+        if !problems.isEmpty { throw ConfigurationError(file: file, problems: problems) }
+    }
+}

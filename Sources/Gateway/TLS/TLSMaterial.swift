@@ -1,0 +1,44 @@
+import Foundation
+import NIOSSL
+import SwiftASN1
+import X509
+
+/// Loads the server's certificate chain, private key and client CA the way `serve` uses them, and
+/// checks what BoringSSL would only find out at the first handshake: that the key belongs to the
+/// certificate. A mismatch would otherwise start a server on which every handshake fails.
+enum TLSMaterial {
+    /// - Throws: `ConfigurationError` naming the key and the file of each problem.
+    static func check(_ configuration: GatewayConfiguration) throws {
+        let tls = configuration.tls
+        var problems: [ConfigurationProblem] = []
+        var leaf: Certificate?
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
+            if let first = chain.first { leaf = try? Certificate(derEncoded: try first.toDERBytes()) }
+            if chain.isEmpty { problems.append(configuration.problem("tls.certificate", "\(tls.certificate) holds no PEM certificate")) }
+        } catch {
+            problems.append(configuration.problem("tls.certificate", "\(tls.certificate) is not a PEM certificate (\(error))"))
+        }
+        do {
+            _ = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
+            if let leaf, let text = try? String(contentsOfFile: tls.privateKey, encoding: .utf8),
+                let key = try? Certificate.PrivateKey(pemEncoded: text), key.publicKey != leaf.publicKey
+            {
+                problems.append(configuration.problem(
+                    "tls.private_key", "\(tls.privateKey) does not belong to the certificate in \(tls.certificate)"))
+            }
+        } catch {
+            problems.append(configuration.problem("tls.private_key", "\(tls.privateKey) is not a PEM private key (\(error))"))
+        }
+        if let ca = tls.clientCA {
+            do {
+                if try NIOSSLCertificate.fromPEMFile(ca).isEmpty {
+                    problems.append(configuration.problem("tls.client_ca", "\(ca) holds no PEM certificate"))
+                }
+            } catch {
+                problems.append(configuration.problem("tls.client_ca", "\(ca) is not a PEM certificate bundle (\(error))"))
+            }
+        }
+        if !problems.isEmpty { throw ConfigurationError(file: configuration.file, problems: problems) }
+    }
+}
