@@ -12,9 +12,9 @@ public import ServiceLifecycle
 /// `append(_:)` returns once the records are durable in the spool; only then may the agent be told
 /// its batch was accepted. Delivery happens later and separately, per sink (`DeliveryWorker`).
 ///
-/// osquery resends a request once after a broken connection (PROTOCOL.md 1.4), so a batch can arrive
-/// twice although the first copy was stored. An exact repeat (same node, same records) within
-/// `resendWindow` of a stored batch is acknowledged without being stored again.
+/// osquery resends a request once after a broken connection (docs/protocol.md#retries), so a batch
+/// can arrive twice although the first copy was stored. An exact repeat (same node, same records)
+/// within `resendWindow` of a stored batch is acknowledged without being stored again.
 ///
 /// ```swift
 /// let spool = try Spool(configuration: .init(directory: "data/spool"), sinks: ["files"])

@@ -95,7 +95,7 @@ import Testing
                     let reply = try await agent.post("/logger", body: ByteBuffer(bytes: body))
                     #expect(reply.body == "{}")
                 }
-                // osquery's transparent resend (PROTOCOL.md 1.4): acknowledged, stored once.
+                // osquery's transparent resend (docs/protocol.md#retries): acknowledged, stored once.
                 #expect(try gateway.spooledRecords().filter { $0.kind == .result }.count == 1)
                 #expect(await gateway.waitForLines("osqueryd.results.log", count: 1).count == 1)
             }

@@ -6,7 +6,8 @@ import Sinks
 import Testing
 @testable import Gateway
 
-/// One test per row of the error table (DESIGN.md 4.3): exact status and exact body.
+/// One test per row of the error table (README "What agents see", docs/protocol.md#errors): exact
+/// status and exact body.
 @Suite struct ErrorTableTests {
     @Test func wrongEnrollSecretIsRefusedWithNodeInvalid() async throws {
         try await withGateway { gateway in

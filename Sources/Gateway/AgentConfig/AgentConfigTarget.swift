@@ -132,7 +132,8 @@ struct VersionRange: Sendable, Equatable {
     }
 }
 
-/// osquery's `platform_type` bitmask (PROTOCOL.md 2.1): POSIX 1, WINDOWS 2, BSD 4, LINUX 8, OSX 16, FREEBSD 32.
+/// osquery's `platform_type` bitmask (docs/protocol.md#enrollment): POSIX 1, WINDOWS 2, BSD 4,
+/// LINUX 8, OSX 16, FREEBSD 32.
 enum OsqueryPlatform {
     private static let bits: [(Int, String)] = [(1, "posix"), (2, "windows"), (4, "bsd"), (8, "linux"), (16, "darwin"), (32, "freebsd")]
 

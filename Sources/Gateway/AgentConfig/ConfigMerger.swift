@@ -1,10 +1,10 @@
 /// Merges several osquery configs into the one config an agent gets, the way osquery itself applies
-/// several config sources (PROTOCOL.md 10), and records where every entry came from.
+/// several config sources (docs/protocol.md#config), and records where every entry came from.
 ///
 /// Rules, per top-level key:
 /// - `options`: merged by key; a later source wins.
 /// - `schedule`, `packs`: names must stay unique, because osquery would run two same-named queries
-///   under one name with shared differential state (PROTOCOL.md 10.2, 12 item 23). On a clash the
+///   under one name with shared differential state (docs/protocol.md#config). On a clash the
 ///   `CollisionPolicy` decides: `rename` (default) prefixes the later source's name with its source
 ///   name and the pack delimiter, `error` refuses the merge, `lastWins` keeps the later one.
 /// - `decorators`: `load` and `always` lists concatenated; `interval` merged per interval key, lists

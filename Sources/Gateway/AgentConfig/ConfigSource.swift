@@ -65,7 +65,7 @@ enum OsqueryConfigFile {
     }
 
     /// Replaces string pack references (`"packs": {"it": "/path/it.conf"}`) with the pack bodies they
-    /// name, relative to `folder`. The TLS plugin cannot resolve them itself (PROTOCOL.md 3.3); one
+    /// name, relative to `folder`. The TLS plugin cannot resolve them itself (docs/protocol.md#config); one
     /// that cannot be read is left as a string, and the merger drops and reports it.
     static func resolvingPackPaths(_ config: JSONObject, relativeTo folder: String) -> JSONObject {
         guard case .object(var packs)? = config["packs"] else { return config }

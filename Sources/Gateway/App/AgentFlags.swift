@@ -1,6 +1,6 @@
 import Foundation
 
-/// The osqueryd flags that point an agent at this gateway (PROTOCOL.md 9 and 11).
+/// The osqueryd flags that point an agent at this gateway (README "Quick start"; docs/protocol.md#enrollment).
 struct AgentFlags {
     let configuration: GatewayConfiguration
     /// Host name agents use; must match the server certificate. Defaults from `listen`.

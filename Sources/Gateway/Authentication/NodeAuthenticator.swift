@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 
 /// Decides which node a request comes from: by node key, and by verified client certificate.
 ///
-/// Rules (DESIGN.md 4.3):
+/// Rules (docs/protocol.md#errors, docs/threat-model.md):
 /// - a key is looked up by its hash; unknown or empty → `nodeInvalid` (the agent re-enrolls);
 /// - a node enrolled with a certificate is bound to it: its key with another certificate, or none,
 ///   → `certificateMismatch` (403, no re-enrollment: that cannot fix it);

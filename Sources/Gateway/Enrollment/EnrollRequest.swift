@@ -1,6 +1,6 @@
 import NIOCore
 
-/// The enroll body (PROTOCOL.md 2.1). All fields are optional on the wire; types are checked.
+/// The enroll body (docs/protocol.md#enrollment). All fields are optional on the wire; types are checked.
 struct EnrollRequest: Sendable {
     var secret: String?
     var hostIdentifier: String = ""

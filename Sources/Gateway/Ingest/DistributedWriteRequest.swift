@@ -2,7 +2,8 @@ import Foundation
 import NIOCore
 import Sinks
 
-/// A distributed write body (PROTOCOL.md 6.1): per query id, its rows, status, message and stats.
+/// A distributed write body (docs/protocol.md#distributed): per query id, its rows, status, message
+/// and stats.
 ///
 /// Each id becomes one `distributed` record:
 /// `{"name":<id>,"hostIdentifier":…,"unixTime":…,"status":…,"message":…,"stats":…,"rows":[…]}`,

@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import Sinks
 
-/// A logger body (PROTOCOL.md 4.1): `{"node_key", "log_type", "data": [item, ...]}`.
+/// A logger body (docs/protocol.md#logger): `{"node_key", "log_type", "data": [item, ...]}`.
 ///
 /// Decoding walks the body once. Each item stays a slice of the request buffer (no copy) unless it
 /// holds whitespace that would break a JSON line, in which case it is compacted. Only the fields

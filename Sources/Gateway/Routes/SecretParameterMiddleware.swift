@@ -5,7 +5,7 @@ import Hummingbird
 /// Takes osquery's `--tls_secret_always` parameter off the URL before routing and logging.
 ///
 /// With that flag the agent appends `?enroll_secret=<secret>` (or `&...`, named by
-/// `--tls_enroll_override`) to every URL, **not URL-encoded** (PROTOCOL.md 1.1, 12 item 7). A secret
+/// `--tls_enroll_override`) to every URL, **not URL-encoded** (docs/protocol.md#enrollment). A secret
 /// holding `&`, `=` or `#` therefore cannot be split like a normal query: the parameter is the last
 /// thing osquery adds, so its value is everything after `name=` to the end of the target. The value
 /// is kept in the request context (enrollment may use it) and the request goes on without it, so

@@ -5,7 +5,7 @@ import X509
 
 /// A throwaway certificate authority for trying the gateway and for tests: a CA, a server
 /// certificate and one client certificate, all ECDSA P-256 (a full handshake costs about half of an
-/// RSA-2048 one, DESIGN.md 6). Made in-process with swift-certificates; no `openssl` at run time.
+/// RSA-2048 one). Made in-process with swift-certificates; no `openssl` at run time.
 ///
 /// Never use these in production: the CA key sits next to the certificates.
 struct DevelopmentPKI {

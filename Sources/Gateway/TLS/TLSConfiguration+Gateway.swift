@@ -2,9 +2,9 @@ import NIOCore
 import NIOSSL
 
 extension TLSConfiguration {
-    /// The server side of what osquery negotiates (PROTOCOL.md 1.2): TLS 1.2 with ECDHE and AES-GCM,
-    /// or TLS 1.3; RSA or ECDSA certificates from PEM files; client certificates checked against
-    /// `client_ca` only (never the system store) when the mode asks for them.
+    /// The server side of what osquery negotiates (docs/protocol.md#connections): TLS 1.2 with
+    /// ECDHE and AES-GCM, or TLS 1.3; RSA or ECDSA certificates from PEM files; client certificates
+    /// checked against `client_ca` only (never the system store) when the mode asks for them.
     static func gateway(_ tls: GatewayConfiguration.TLS) throws -> TLSConfiguration {
         let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)

@@ -3,7 +3,7 @@ import NIOCore
 /// A strict JSON reader over raw bytes that is lenient in exactly one way: bytes inside strings are
 /// not checked for valid UTF-8.
 ///
-/// osquery does not validate UTF-8 (PROTOCOL.md 1.3), so table data can put raw bytes inside JSON
+/// osquery does not validate UTF-8 (docs/protocol.md#logger), so table data can put raw bytes inside JSON
 /// strings; rejecting such a batch would make the agent retry it forever. Everything else follows
 /// RFC 8259 as RapidJSON does: no comments, no trailing commas, no raw control characters in strings.
 ///

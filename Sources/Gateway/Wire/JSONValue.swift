@@ -68,7 +68,7 @@ struct JSONObject: Sendable, Equatable {
 extension JSONValue {
     /// Compact JSON with object keys sorted by their UTF-8 bytes, so equal content gives equal bytes.
     ///
-    /// osquery hashes the config text and reconfigures whenever it changes (PROTOCOL.md 3.2), so the
+    /// osquery hashes the config text and reconfigures whenever it changes (docs/protocol.md#config), so the
     /// config endpoint must never reorder keys between refreshes. Duplicate keys keep the first value.
     func canonicalJSON() -> [UInt8] {
         var out: [UInt8] = []

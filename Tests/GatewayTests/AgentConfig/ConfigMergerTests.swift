@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Gateway
 
-/// Table-driven tests of osquery's merge rules (PROTOCOL.md 10.2) as `ConfigMerger` applies them.
+/// Table-driven tests of osquery's merge rules (docs/protocol.md#config) as `ConfigMerger` applies them.
 @Suite struct ConfigMergerTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var name: String

@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 
-/// An osquery agent as PROTOCOL.md describes it, for driving the real server over TLS.
+/// An osquery agent as docs/protocol.md describes it, for driving the real server over TLS.
 ///
 /// It sends what osqueryd 5.23 sends (headers of 1.3, bodies of sections 2-6, gzip logger bodies,
 /// `Authorization: NodeKey`, the `tls_secret_always` URL parameter, the `tls_enroll_override` field)
@@ -30,7 +30,7 @@ final class AgentEmulator: @unchecked Sendable {
         var json: [String: Any]? {
             (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
         }
-        /// osquery's verdict for config, logger and distributed requests (go(), PROTOCOL.md 1.5).
+        /// osquery's verdict for config, logger and distributed requests (docs/protocol.md#status-codes).
         var outcome: Outcome {
             if body.isEmpty { return .accepted }
             guard let json else { return .failed }
@@ -168,7 +168,7 @@ final class AgentEmulator: @unchecked Sendable {
     }
 }
 
-/// A result item as osquery 5.23 builds it in event format (PROTOCOL.md 4.4).
+/// A result item as osquery 5.23 builds it in event format (docs/protocol.md#logger).
 func resultItem(_ name: String, host: String, columns: [String: String], action: String = "added", counter: Int = 1) -> [String: Any] {
     [
         "name": name, "hostIdentifier": host, "calendarTime": "Tue Mar  3 14:05:06 2026 UTC", "unixTime": 1_772_546_706,
@@ -177,7 +177,7 @@ func resultItem(_ name: String, host: String, columns: [String: String], action:
     ]
 }
 
-/// A status item (PROTOCOL.md 4.5).
+/// A status item (docs/protocol.md#logger).
 func statusItem(_ message: String, host: String, severity: Int = 0) -> [String: Any] {
     [
         "hostIdentifier": host, "calendarTime": "Tue Mar  3 14:05:06 2026 UTC", "unixTime": 1_772_546_706,
