@@ -5,6 +5,8 @@ import NIOCore
 import Prometheus
 import Testing
 @testable import Gateway
+import Sinks
+import Logging
 
 /// One metrics registry for the test process (the metrics system can be bootstrapped once).
 let testMetrics: PrometheusCollectorRegistry = {
@@ -40,5 +42,25 @@ let testMetrics: PrometheusCollectorRegistry = {
         #expect(metrics.contains("gateway_requests"))
         try await client.shutdown()
         try await gateway.stop()
+    }
+}
+
+/// `/health` says `failing` (503) while logs cannot be taken, and names the failing sink.
+@Suite struct HealthTests {
+    @Test func healthFailsWhileTheSpoolRefusesBatches() async throws {
+        let gateway = try TestGateway()
+        let pipeline = try GatewayApplication.makeLogPipeline(gateway.configuration, logger: .init(label: "health"))
+        let agentConfig = try GatewayApplication.makeAgentConfigService(gateway.configuration, logger: .init(label: "health"))
+        await agentConfig.refresh(force: true)
+        #expect(AdminServer.health(agentConfig: agentConfig, pipeline: pipeline).failing == false)
+        pipeline.spool.close()
+        await #expect(throws: (any Error).self) {
+            try await pipeline.append([LogRecord(kind: .result, nodeID: "n", hostIdentifier: "h", json: ByteBuffer(string: "{}"))])
+        }
+        let (failing, body) = AdminServer.health(agentConfig: agentConfig, pipeline: pipeline)
+        #expect(failing)
+        #expect(body["status"]?.string == "failing")
+        #expect(body["spool"]?["last_refusal"]?.string == "log pipeline is shut down")
+        await pipeline.close()
     }
 }

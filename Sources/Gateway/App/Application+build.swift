@@ -35,8 +35,9 @@ enum GatewayApplication {
         let lastSeen = LastSeenRecorder(store: store, logger: logger)
         let authenticator = NodeAuthenticator(
             store: store, certificateEnrollment: configuration.enrollment.clientCertificate, lastSeen: lastSeen)
+        let secrets = EnrollSecrets(try EnrollSecretVerifier(configuration: configuration.enrollment.secrets))
         let enrollment = EnrollmentService(
-            secrets: try EnrollSecretVerifier(configuration: configuration.enrollment.secrets),
+            secrets: secrets,
             store: store, authenticator: authenticator,
             certificateEnrollment: configuration.enrollment.clientCertificate, logger: logger)
         let agentConfig = try makeAgentConfigService(configuration, logger: logger)
@@ -81,12 +82,11 @@ enum GatewayApplication {
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
         services.append(pipeline.delivery)
-        if handleSignals {
-            let fileSinks = pipeline.routes.compactMap { $0.sink as? FileSink }
-            services.append(HangupReloader(agentConfig: agentConfig, fileSinks: fileSinks, logger: logger))
-        }
-        let httpSources = agentConfig.sources.compactMap { $0 as? HTTPConfigSource }
-        if !httpSources.isEmpty { services.insert(ShutdownAction { for source in httpSources { await source.shutdown() } }, at: 0) }
+        let reloader = ConfigurationReloader(
+            running: configuration, identity: identity, secrets: secrets, agentConfig: agentConfig, pipeline: pipeline,
+            listensForSignals: handleSignals, logger: logger)
+        services.append(reloader)
+        services.insert(ShutdownAction { for source in agentConfig.sources { await (source as? HTTPConfigSource)?.shutdown() } }, at: 0)
         services.append(NamedService("agent listener on \(configuration.listen.description)", app))
         if let admin = configuration.admin, let registry {
             services.append(NamedService(
@@ -97,25 +97,31 @@ enum GatewayApplication {
         return services
     }
 
+    /// One configured sink, ready to deliver.
+    static func makeRoute(_ sink: GatewayConfiguration.Sink, logger: Logger) throws -> LogPipeline.Route {
+        let built: any Sink
+        switch sink.kind {
+        case .file(let file): built = try FileSink(configuration: file)
+        case .zstd(let zstd):
+            let archive = try ZstdArchiveSink(configuration: zstd)
+            for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(sink.name)"]) }
+            built = archive
+        case .http(let http): built = try HTTPForwarderSink(configuration: http)
+        }
+        return LogPipeline.Route(sink: built, match: sink.match)
+    }
+
     /// The spool, the configured sinks and their delivery workers.
     static func makeLogPipeline(_ configuration: GatewayConfiguration, logger: Logger) throws -> LogPipeline {
-        let routes: [LogPipeline.Route] = try configuration.sinks.map { sink in
-            let built: any Sink
-            switch sink.kind {
-            case .file(let file): built = try FileSink(configuration: file)
-            case .zstd(let zstd):
-                let archive = try ZstdArchiveSink(configuration: zstd)
-                for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(sink.name)"]) }
-                built = archive
-            case .http(let http): built = try HTTPForwarderSink(configuration: http)
-            }
-            return LogPipeline.Route(sink: built, match: sink.match)
-        }
+        let routes = try configuration.sinks.map { try makeRoute($0, logger: logger) }
         let settings = configuration.spool
         let spool = try Spool(
             configuration: .init(directory: settings.directory, maxSize: settings.maxSize, segmentSize: settings.segmentSize,
                                  commitWindow: settings.commitWindow),
             sinks: routes.map(\.sink.name))
+        logger.info("spool opened", metadata: [
+            "gw.segments": "\(spool.segmentCount)", "gw.bytes": "\(spool.size)", "gw.unsent_bytes": "\(spool.unsentSize)",
+        ])
         return LogPipeline(spool: spool, routes: routes, deadLetterDirectory: configuration.dataDir + "/deadletter",
                            resendWindow: settings.resendWindow, logger: logger)
     }
@@ -183,20 +189,5 @@ struct ShutdownAction: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await action()
-    }
-}
-
-/// On SIGHUP: re-reads config sources and reopens file sinks' files (after external rotation).
-struct HangupReloader: Service {
-    let agentConfig: AgentConfigService
-    let fileSinks: [FileSink]
-    let logger: Logger
-
-    func run() async throws {
-        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-            logger.info("SIGHUP: reloading config sources and reopening log files")
-            for sink in fileSinks { sink.reopen() }
-            await agentConfig.refresh(force: true)
-        }
     }
 }

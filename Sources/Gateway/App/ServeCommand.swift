@@ -43,6 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
                     throw CommandFailure.usage("--listen must look like host:port, found \"\(listen)\"")
                 }
                 configuration.listen = parsed
+                configuration.listenFromCommandLine = true
             }
             if configuration.development { try DevelopmentSetup.ensure(configuration) }
             try await configuration.checkServable()

@@ -174,6 +174,8 @@ struct GatewayConfiguration: Sendable {
     var development = false
     /// The file this was read from, if any.
     var file: String?
+    /// `listen` came from `serve --listen`, so a reload keeps it.
+    var listenFromCommandLine = false
     /// The line of each key in that file, for problems found after parsing.
     var lines: [String: Int] = [:]
 

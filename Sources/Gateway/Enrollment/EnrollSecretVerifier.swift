@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// Checks enroll secrets against every configured one in constant time.
 ///
@@ -65,5 +66,22 @@ struct EnrollSecretVerifier: Sendable {
             difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
         }
         return difference == 0
+    }
+}
+
+/// The enroll secrets in force, replaced as a whole when SIGHUP reloads the configuration file.
+final class EnrollSecrets: Sendable {
+    private let current: NIOLockedValueBox<EnrollSecretVerifier>
+
+    init(_ verifier: EnrollSecretVerifier) {
+        current = NIOLockedValueBox(verifier)
+    }
+
+    func match(_ candidate: String) -> EnrollSecretVerifier.Secret? {
+        current.withLockedValue { $0 }.match(candidate)
+    }
+
+    func replace(with verifier: EnrollSecretVerifier) {
+        current.withLockedValue { $0 = verifier }
     }
 }

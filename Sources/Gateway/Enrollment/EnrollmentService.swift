@@ -9,7 +9,7 @@ import Logging
 /// only a request presenting that certificate may enroll it again (else 403, and its key keeps
 /// working), and a node enrolled by a certificate alone is identified by that certificate.
 struct EnrollmentService: Sendable {
-    let secrets: EnrollSecretVerifier
+    let secrets: EnrollSecrets
     let store: any NodeStore
     let authenticator: NodeAuthenticator
     let certificateEnrollment: Bool

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 @testable import Gateway
 
@@ -66,5 +67,30 @@ import Testing
             #expect(connect.received.hasPrefix("HTTP/1.1 404"))
             await connect.close()
         }
+    }
+}
+
+/// A client that goes away mid-body is normal traffic: no error-level line with an error id.
+@Suite struct ClientDisconnectTests {
+    @Test func aClientLeavingMidBodyIsNotAnError() async throws {
+        let logs = LogCapture()
+        let gateway = try TestGateway()
+        try await gateway.start(logs: logs)
+        let agent = try gateway.agent()
+        do {
+            try await agent.enroll()
+            let client = try await RawTLSClient(port: gateway.port, caCertificate: gateway.pki.caCertificate)
+            try await client.send(
+                "POST /logger HTTP/1.1\r\nHost: localhost\r\nAuthorization: NodeKey \(agent.nodeKey ?? "")\r\nContent-Length: 5000\r\n\r\n{\"log_type\":")
+            try await Task.sleep(for: .milliseconds(200))
+            await client.close()
+            try await Task.sleep(for: .milliseconds(300))
+        } catch {
+            Issue.record("\(error)")
+        }
+        try await agent.shutdown()
+        try await gateway.stop()
+        let lines = logs.lines.withLockedValue { $0 }
+        #expect(!lines.contains { $0.contains("request failed") }, "\(lines.filter { $0.contains("request failed") })")
     }
 }

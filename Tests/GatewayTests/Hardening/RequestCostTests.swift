@@ -137,8 +137,11 @@ import Testing
                     group.addTask {
                         let sender = try gateway.agent()
                         while ContinuousClock.now < stop {
-                            let reply = try await sender.post("/logger", body: bomb, authorized: false, extraHeaders: [("Content-Encoding", "gzip")])
-                            #expect(reply.outcome == .failed)
+                            // The gateway closes the connection after refusing a bomb, sometimes while
+                            // the client is still sending it: that is a refusal too.
+                            if let reply = try? await sender.post("/logger", body: bomb, authorized: false, extraHeaders: [("Content-Encoding", "gzip")]) {
+                                #expect(reply.outcome == .failed)
+                            }
                         }
                         try await sender.shutdown()
                         return []
@@ -148,9 +151,9 @@ import Testing
                     var times: [Duration] = []
                     while ContinuousClock.now < stop {
                         let start = ContinuousClock.now
-                        let reply = try await agent.config()
+                        let reply = try? await agent.config()
                         times.append(ContinuousClock.now - start)
-                        #expect(reply.outcome == .accepted)
+                        #expect(reply?.outcome == .accepted)
                     }
                     return times
                 }
@@ -161,6 +164,7 @@ import Testing
             try await agent.shutdown()
             #expect(latencies.count > 10)
             let p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+            print("valid agent under 10 keyless gzip-bomb senders: \(latencies.count) config requests, p50 \(latencies[latencies.count / 2]), p99 \(p99)")
             #expect(p99 < .seconds(1), "p99 \(p99) over \(latencies.count) config requests")
         }
     }
