@@ -1,5 +1,6 @@
 # osquery-gateway: `make run` and `make test` are the whole quick start.
 SWIFT ?= swift
+SHELL := /bin/bash
 # System packages the build needs (Debian names). swift-nio-ssl and swift-crypto bundle BoringSSL,
 # so no libssl-dev.
 DEPS := libzstd-dev libsqlite3-dev zlib1g-dev pkg-config
@@ -9,7 +10,7 @@ TEST_DEPS := zstd curl python3 clickhouse-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: deps test-deps install-missing build release run test bench clean
+.PHONY: deps test-deps install-missing build release run test bench fuzz clean
 
 deps:
 	@PACKAGES="$(DEPS)" $(MAKE) --no-print-directory install-missing
@@ -44,5 +45,22 @@ test: test-deps
 bench: release
 	Benchmarks/gateway-bench.sh
 
+## libFuzzer over every request decoder and the spool frame decoder, FUZZ_SECONDS each (default 60),
+## growing Fuzz/Corpus; crashes land in Fuzz/Crashes. An instrumented build of its own (.build-fuzz).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := logger distributed_write enroll node_key gzip json spool_frame
+FUZZ_RUNTIME = $(firstword $(wildcard $(dir $(realpath $(shell which $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))
+fuzz: deps
+	@test -n "$(FUZZ_RUNTIME)" || { echo "libclang_rt.fuzzer_no_main not found in the Swift toolchain"; exit 1; }
+	GATEWAY_FUZZ_RUNTIME=$(FUZZ_RUNTIME) $(SWIFT) build --scratch-path .build-fuzz --product gateway-fuzz
+	@mkdir -p Fuzz/Crashes
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $$t ($(FUZZ_SECONDS) s)"; \
+		FUZZ_TARGET=$$t .build-fuzz/debug/gateway-fuzz Fuzz/Corpus/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-artifact_prefix=Fuzz/Crashes/$$t- -print_final_stats=1 > .build-fuzz/$$t.log 2>&1; status=$$?; \
+		grep -E "^(Done [0-9]+ runs|stat::new_units_added|==[0-9]+==ERROR|SUMMARY)" .build-fuzz/$$t.log; \
+		test $$status -eq 0 || { tail -40 .build-fuzz/$$t.log; exit 1; }; \
+	done
+
 clean:
-	rm -rf .build data
+	rm -rf .build .build-fuzz data

@@ -1,5 +1,15 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+/// `make fuzz` sets GATEWAY_FUZZ_RUNTIME to libFuzzer's runtime without `main` (SwiftPM gives the
+/// executable its own): then the gateway's own targets are built with AddressSanitizer and libFuzzer's
+/// coverage instrumentation, dependencies as usual, in a scratch folder of their own.
+let fuzzRuntime = ProcessInfo.processInfo.environment["GATEWAY_FUZZ_RUNTIME"]
+let fuzzInstrumentation: [SwiftSetting] = fuzzRuntime == nil ? [] : [
+    .unsafeFlags(["-sanitize=address", "-sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table"]),
+    .define("FUZZING"),
+]
 
 /// One settings array for every target, as Hummingbird does: every `public import` is deliberate.
 let swiftSettings: [SwiftSetting] = [
@@ -11,7 +21,7 @@ let package = Package(
     name: "osquery-gateway",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "osquery-gateway", targets: ["Gateway"]),
+        .executable(name: "osquery-gateway", targets: ["GatewayMain"]),
         .library(name: "Sinks", targets: ["Sinks"]),
     ],
     dependencies: [
@@ -54,9 +64,9 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + fuzzInstrumentation
         ),
-        .executableTarget(
+        .target(
             name: "Gateway",
             dependencies: [
                 "Sinks",
@@ -86,7 +96,22 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
             ],
+            swiftSettings: swiftSettings + fuzzInstrumentation
+        ),
+        .executableTarget(
+            name: "GatewayMain",
+            dependencies: ["Gateway"],
             swiftSettings: swiftSettings
+        ),
+        // libFuzzer targets for the request decoders and the spool frame decoder (`make fuzz`);
+        // built normally, the same binary replays a corpus (`gateway-fuzz TARGET FILE...`).
+        .target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"),
+        .executableTarget(
+            name: "gateway-fuzz",
+            dependencies: ["Gateway", "Sinks", "CFuzzDriver", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/Sources",
+            swiftSettings: swiftSettings + fuzzInstrumentation,
+            linkerSettings: fuzzRuntime.map { [.unsafeFlags(["-sanitize=address", $0])] } ?? []
         ),
         .executableTarget(
             name: "sink-bench",

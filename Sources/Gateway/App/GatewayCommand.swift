@@ -5,7 +5,6 @@ import Logging
 /// `osquery-gateway`: the command line.
 ///
 /// Exit codes: 0 ok, 64 usage, 78 configuration error, 1 anything else.
-@main
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "osquery-gateway",
@@ -99,4 +98,12 @@ extension CommandFailure {
 /// The gateway's version, printed by `--version`.
 enum GatewayVersion {
     static let current = "0.5.0"
+}
+
+/// The process entry point (`Sources/GatewayMain`). The gateway itself is a library, so the fuzz
+/// targets and the tests link the same code the binary runs.
+public enum GatewayEntryPoint {
+    public static func main() async {
+        await GatewayCommand.main()
+    }
 }
