@@ -4,17 +4,22 @@ import Testing
 
 /// Re-enrollment cannot take over a certificate-bound node (the identity game the probe found): the
 /// instance_id in an enroll body is a claim anyone can copy, a verified certificate is not.
+///
+/// Each step uses an agent of its own (a new connection), as osquery 5.23 does, so no step depends
+/// on a kept-alive connection outliving the test gateway's 1 s idle timeout.
 @Suite struct CertificateBindingTests {
     /// Certificate-only enrollment: cert B claiming A's instance_id becomes a node of its own, and A's
     /// key goes on working with A's certificate.
     @Test func anotherCertificateCannotTakeOverACertificateEnrolledNode() async throws {
         try await withGateway(clientCertificates: .required, configure: { $0.configuration.enrollment.clientCertificate = true }) { gateway in
-            let victim = try gateway.agent(client: "agent1")
-            victim.secret = ""
-            victim.instanceID = "shared-instance"
-            try await victim.enroll()
-            let victimKey = try #require(victim.nodeKey)
-
+            var victimKey: String?
+            try await gateway.withAgent(client: "agent1") { victim in
+                victim.secret = ""
+                victim.instanceID = "shared-instance"
+                try await victim.enroll()
+                victimKey = victim.nodeKey
+            }
+            #expect(victimKey != nil)
             try await gateway.withAgent(client: "agent2") { attacker in
                 attacker.secret = ""
                 attacker.instanceID = "shared-instance"
@@ -22,10 +27,11 @@ import Testing
                 #expect(reply.status == 200)
                 #expect(attacker.nodeKey != victimKey)
             }
-            victim.nodeKey = victimKey
-            let read = try await victim.distributedRead()
-            #expect(read.body == #"{"queries":{}}"#)
-            try await victim.shutdown()
+            try await gateway.withAgent(client: "agent1") { victim in
+                victim.nodeKey = victimKey
+                let read = try await victim.distributedRead()
+                #expect(read.body == #"{"queries":{}}"#)
+            }
         }
     }
 
@@ -33,11 +39,13 @@ import Testing
     /// another certificate, or none, gets 403 and changes nothing; the bound certificate may re-enroll.
     @Test func boundHostIsReEnrolledOnlyWithItsCertificate() async throws {
         try await withGateway(clientCertificates: .optional) { gateway in
-            let owner = try gateway.agent(client: "agent1")
-            owner.instanceID = "bound-instance"
-            try await owner.enroll()
-            let ownerKey = try #require(owner.nodeKey)
-
+            var ownerKey: String?
+            try await gateway.withAgent(client: "agent1") { owner in
+                owner.instanceID = "bound-instance"
+                try await owner.enroll()
+                ownerKey = owner.nodeKey
+            }
+            #expect(ownerKey != nil)
             for client in ["agent2", nil] as [String?] {
                 try await gateway.withAgent(client: client) { intruder in
                     intruder.instanceID = "bound-instance"
@@ -47,17 +55,29 @@ import Testing
                     #expect(intruder.nodeKey == nil)
                 }
             }
-            owner.nodeKey = ownerKey
-            #expect(try await owner.distributedRead().body == #"{"queries":{}}"#)
-
+            try await gateway.withAgent(client: "agent1") { owner in
+                owner.nodeKey = ownerKey
+                let read = try await owner.distributedRead()
+                #expect(read.body == #"{"queries":{}}"#)
+            }
             // The owner itself may enroll again; then its old key stops working.
-            try await owner.enroll()
-            let newKey = try #require(owner.nodeKey)
-            #expect(newKey != ownerKey)
-            #expect(try await owner.distributedRead().body == #"{"queries":{}}"#)
-            owner.nodeKey = ownerKey
-            #expect(try await owner.distributedRead().outcome == .nodeInvalid)
-            try await owner.shutdown()
+            var newKey: String?
+            try await gateway.withAgent(client: "agent1") { owner in
+                owner.instanceID = "bound-instance"
+                try await owner.enroll()
+                newKey = owner.nodeKey
+            }
+            #expect(newKey != nil && newKey != ownerKey)
+            try await gateway.withAgent(client: "agent1") { owner in
+                owner.nodeKey = newKey
+                let read = try await owner.distributedRead()
+                #expect(read.body == #"{"queries":{}}"#)
+            }
+            try await gateway.withAgent(client: "agent1") { owner in
+                owner.nodeKey = ownerKey
+                let read = try await owner.distributedRead()
+                #expect(read.outcome == .nodeInvalid)
+            }
         }
     }
 }

@@ -130,7 +130,12 @@ import Testing
         let bomb = try Self.bomb()
         try await withGateway { gateway in
             let agent = try gateway.agent()
-            try await agent.enroll()
+            do {
+                try await agent.enroll()
+            } catch {
+                try? await agent.shutdown()
+                throw error
+            }
             let stop = ContinuousClock.now + .seconds(3)
             let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
                 for _ in 0..<10 {
@@ -143,7 +148,7 @@ import Testing
                                 #expect(reply.outcome == .failed)
                             }
                         }
-                        try await sender.shutdown()
+                        try? await sender.shutdown()
                         return []
                     }
                 }
