@@ -15,6 +15,7 @@ let fuzzInstrumentation: [SwiftSetting] = fuzzRuntime == nil ? [] : [
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let package = Package(
@@ -47,9 +48,22 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "CCRC32C"),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Primitives both libraries use: globs, JSON strings, hex, constant-time comparison and the
+        // outbound-HTTP endpoint type. It depends on no other target here.
+        .target(
+            name: "Support",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings + fuzzInstrumentation
+        ),
         .target(
             name: "Sinks",
             dependencies: [
+                "Support",
                 "CZstd",
                 "CCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -69,6 +83,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
+                "Support",
                 "Sinks",
                 "CZlib",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -123,6 +138,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "Support",
                 "Sinks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -142,9 +158,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "SupportTests",
+            dependencies: [
+                "Support",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "SinksTests",
             dependencies: [
                 "Sinks",
+                "Support",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),

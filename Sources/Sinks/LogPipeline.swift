@@ -1,6 +1,6 @@
 import Crypto
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import Metrics
 import NIOConcurrencyHelpers
 public import NIOCore

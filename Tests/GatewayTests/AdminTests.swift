@@ -19,7 +19,7 @@ let testMetrics: PrometheusCollectorRegistry = {
     @Test func healthAndPrometheusMetricsOnTheAdminListener() async throws {
         let port = Int.random(in: 41_000..<50_000)
         let gateway = try TestGateway()
-        gateway.configuration.admin = .init(host: "127.0.0.1", port: port)
+        gateway.configuration.admin = .init(listen: .init(host: "127.0.0.1", port: port))
         try await gateway.start(metrics: testMetrics)
         try await gateway.withAgent { agent in
             try await agent.enroll()
@@ -49,8 +49,12 @@ let testMetrics: PrometheusCollectorRegistry = {
 @Suite struct HealthTests {
     @Test func healthFailsWhileTheSpoolRefusesBatches() async throws {
         let gateway = try TestGateway()
-        let pipeline = try GatewayApplication.makeLogPipeline(gateway.configuration, logger: .init(label: "health"))
-        let agentConfig = try GatewayApplication.makeAgentConfigService(gateway.configuration, logger: .init(label: "health"))
+        let configuration = gateway.configuration
+        let pipeline = try LogPipeline.make(
+            spool: configuration.spool, sinks: configuration.sinks, deadLetterDirectory: configuration.dataDir + "/deadletter",
+            logger: .init(label: "health"))
+        let agentConfig = try AgentConfigService(
+            configuration: configuration.agentConfig, tagsBySecret: configuration.tagsBySecret, logger: .init(label: "health"))
         await agentConfig.refresh(force: true)
         #expect(AdminServer.health(agentConfig: agentConfig, pipeline: pipeline).failing == false)
         pipeline.spool.close()

@@ -19,7 +19,7 @@ import Testing
         #expect(configuration.tls.certificate == "/etc/gw/tls/server.pem")
         #expect(configuration.tls.clientCertificates == .none)
         #expect(configuration.dataDir == "/etc/gw/data")
-        #expect(configuration.nodeStore.sqlite == "/etc/gw/data/nodes.sqlite")
+        #expect(configuration.nodeStore.path == "/etc/gw/data/nodes.sqlite")
         #expect(configuration.sinks.map(\.directory) == ["/etc/gw/data/logs"])
         #expect(configuration.endpoints.logger == "/logger")
         #expect(configuration.limits.idleTimeout == .seconds(75))
@@ -105,6 +105,6 @@ extension ConfigurationTests {
         #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem"])
         #expect(configuration.sinks[2].match.queries == ["pack_detections_*"])
         #expect(configuration.spool.maxSize == 1 << 30)
-        #expect(configuration.admin == .init(host: "127.0.0.1", port: 9443))
+        #expect(configuration.admin?.listen == .init(host: "127.0.0.1", port: 9443))
     }
 }

@@ -1,3 +1,4 @@
+import Support
 import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
@@ -11,7 +12,7 @@ import Testing
         var configuration = HTTPForwarderSink.Configuration(name: "siem", url: url)
         configuration.format = format
         configuration.batching = Batching(maxRecords: 1_000, maxBytes: 4 << 20, maxWait: maxWait)
-        configuration.timeout = .seconds(5)
+        configuration.endpoint.requestTimeout = .seconds(5)
         return try HTTPForwarderSink(configuration: configuration)
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Sinks
+import Support
 
 /// Which sources a node gets: `agent_config.targets`, first match wins, then the default.
 struct AgentConfigTarget: Sendable {

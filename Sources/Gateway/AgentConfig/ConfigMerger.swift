@@ -16,8 +16,9 @@
 /// - any other key: the last source wins, with a warning naming the key.
 /// - a top-level `error` key is never emitted: osquery would treat the config as a failure.
 ///
-/// String pack references are resolved by the sources that can read them (`PackResolver`); one that
-/// reaches the merger is dropped with a warning, because the TLS plugin cannot resolve it (3.3).
+/// String pack references are resolved by the sources that can read them
+/// (`OsqueryConfigFile.resolvingPackPaths`); one that reaches the merger is dropped with a warning,
+/// because the TLS plugin cannot resolve it (docs/protocol.md#config).
 ///
 /// Worked example (policy `rename`, delimiter `_`):
 /// ```text

@@ -15,8 +15,13 @@ import Sinks
 ///   past 90% of `spool.max_size`. `degraded` (HTTP 200) means a sink or config source is failing
 ///   while agents are still served.
 enum AdminServer {
+    /// The `admin` section.
+    struct Configuration: Sendable, Equatable {
+        var listen: ListenAddress
+    }
+
     static func make(
-        listen: GatewayConfiguration.Listen, registry: PrometheusCollectorRegistry, agentConfig: AgentConfigService,
+        listen: ListenAddress, registry: PrometheusCollectorRegistry, agentConfig: AgentConfigService,
         pipeline: LogPipeline, logger: Logger
     ) -> any Service {
         let router = Router()
@@ -80,5 +85,13 @@ enum AdminServer {
         body["spool"] = .object(spoolState)
         body["spool_bytes"] = .number(String(spool.size))
         return (failing, body)
+    }
+}
+
+extension AdminServer.Configuration {
+    /// `admin`: `listen`, where `/metrics` and `/health` are served over plain HTTP.
+    init?(reading section: MappingReader) {
+        guard let listen = section.listenAddress("listen", example: "127.0.0.1:9443") else { return nil }
+        self.init(listen: listen)
     }
 }

@@ -31,7 +31,7 @@ enum GatewayApplication {
         metrics registry: PrometheusCollectorRegistry? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> [any Service] {
-        let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.sqlite)
+        let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.path)
         let lastSeen = LastSeenRecorder(store: store, logger: logger)
         let authenticator = NodeAuthenticator(
             store: store, certificateEnrollment: configuration.enrollment.clientCertificate, lastSeen: lastSeen)
@@ -40,9 +40,11 @@ enum GatewayApplication {
             secrets: secrets,
             store: store, authenticator: authenticator,
             certificateEnrollment: configuration.enrollment.clientCertificate, logger: logger)
-        let agentConfig = try makeAgentConfigService(configuration, logger: logger)
+        let agentConfig = try AgentConfigService(
+            configuration: configuration.agentConfig, tagsBySecret: configuration.tagsBySecret, logger: logger)
         await agentConfig.refresh(force: true)
-        let pipeline = try makeLogPipeline(configuration, logger: logger)
+        let pipeline = try LogPipeline.make(
+            spool: configuration.spool, sinks: configuration.sinks, deadLetterDirectory: configuration.dataDir + "/deadletter", logger: logger)
         for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
         let limits = configuration.limits
@@ -63,9 +65,8 @@ enum GatewayApplication {
         router.add(middleware: SecretParameterMiddleware(field: configuration.enrollment.secretField))
         routes.register(on: router)
 
-        var tls = try TLSConfiguration.gateway(configuration.tls)
         let identity = try ServingIdentity(certificate: configuration.tls.certificate, privateKey: configuration.tls.privateKey)
-        identity.install(into: &tls)
+        let tls = try AgentTLS.serverConfiguration(configuration.tls, identity: identity)
         let idle = limits.idleTimeout.components
         let handshakes = TLSHandshakeStats(logger: logger)
         let http1 = HTTP1Channel.Configuration(
@@ -90,67 +91,11 @@ enum GatewayApplication {
         services.append(NamedService("agent listener on \(configuration.listen.description)", app))
         if let admin = configuration.admin, let registry {
             services.append(NamedService(
-                "admin listener on \(admin.description)",
-                AdminServer.make(listen: admin, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger)))
+                "admin listener on \(admin.listen)",
+                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger)))
         }
         services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
         return services
-    }
-
-    /// One configured sink, ready to deliver.
-    static func makeRoute(_ sink: GatewayConfiguration.Sink, logger: Logger) throws -> LogPipeline.Route {
-        let built: any Sink
-        switch sink.kind {
-        case .file(let file): built = try FileSink(configuration: file)
-        case .zstd(let zstd):
-            let archive = try ZstdArchiveSink(configuration: zstd)
-            for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(sink.name)"]) }
-            built = archive
-        case .http(let http): built = try HTTPForwarderSink(configuration: http)
-        }
-        return LogPipeline.Route(sink: built, match: sink.match)
-    }
-
-    /// The spool, the configured sinks and their delivery workers.
-    static func makeLogPipeline(_ configuration: GatewayConfiguration, logger: Logger) throws -> LogPipeline {
-        let routes = try configuration.sinks.map { try makeRoute($0, logger: logger) }
-        let settings = configuration.spool
-        let spool = try Spool(
-            configuration: .init(directory: settings.directory, maxSize: settings.maxSize, segmentSize: settings.segmentSize,
-                                 commitWindow: settings.commitWindow),
-            sinks: routes.map(\.sink.name))
-        logger.info("spool opened", metadata: [
-            "gw.segments": "\(spool.segmentCount)", "gw.bytes": "\(spool.size)", "gw.unsent_bytes": "\(spool.unsentSize)",
-        ])
-        return LogPipeline(spool: spool, routes: routes, deadLetterDirectory: configuration.dataDir + "/deadletter",
-                           resendWindow: settings.resendWindow, logger: logger)
-    }
-
-    /// Config sources, targets (the default last) and the service that merges and caches them.
-    static func makeAgentConfigService(_ configuration: GatewayConfiguration, logger: Logger) throws -> AgentConfigService {
-        let settings = configuration.agentConfig
-        let sources: [any ConfigSource] = try settings.sources.map { source in
-            switch source.kind {
-            case .file(let path):
-                return FileConfigSource(name: source.name, path: path, refreshInterval: source.refresh ?? .seconds(10))
-            case .directory(let path):
-                return DirectoryConfigSource(name: source.name, path: path, refreshInterval: source.refresh ?? .seconds(10))
-            case .inline(let config):
-                return InlineConfigSource(name: source.name, config: config)
-            case .http(let http):
-                return try HTTPConfigSource(
-                    name: source.name, url: http.url, method: .init(rawValue: http.method), headers: http.headers, body: http.body,
-                    ca: http.ca, clientCertificate: http.clientCertificate.flatMap { cert in http.clientKey.map { (cert, $0) } },
-                    timeout: source.timeout, refreshInterval: source.refresh ?? .seconds(60))
-            }
-        }
-        var targets = settings.targets
-        targets.append(AgentConfigTarget(name: "default", match: .init(), sources: settings.defaultSources ?? settings.sources.map(\.name)))
-        var tags: [String: [String]] = [:]
-        for secret in configuration.enrollment.secrets { tags[secret.name] = secret.tags }
-        return AgentConfigService(
-            sources: sources, targets: targets, options: .init(policy: settings.collisions, maxSize: settings.maxSize),
-            tagsBySecret: tags, logger: logger)
     }
 }
 

@@ -44,7 +44,7 @@ struct ConfigRenderCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "osquery-gateway")
         logger.logLevel = .critical
-        let service = try GatewayApplication.makeAgentConfigService(configuration, logger: logger)
+        let service = try AgentConfigService(configuration: configuration.agentConfig, tagsBySecret: configuration.tagsBySecret, logger: logger)
         await service.refresh(force: true)
         var tags = Set(tag)
         if let secret, let secretTags = configuration.enrollment.secrets.first(where: { $0.name == secret })?.tags {

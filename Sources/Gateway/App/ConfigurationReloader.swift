@@ -83,7 +83,7 @@ final class ConfigurationReloader: Service, Sendable {
                 try identity.reload(certificate: tls.certificate, privateKey: tls.privateKey)
             }
             secrets.replace(with: try EnrollSecretVerifier(configuration: next.enrollment.secrets))
-            let fresh = try GatewayApplication.makeAgentConfigService(next, logger: logger)
+            let fresh = try AgentConfigService(configuration: next.agentConfig, tagsBySecret: next.tagsBySecret, logger: logger)
             await fresh.refresh(force: true)
             let replaced = agentConfig.sources
             agentConfig.adopt(fresh)
@@ -99,7 +99,7 @@ final class ConfigurationReloader: Service, Sendable {
 
     /// Starts new sinks, stops removed ones and restarts changed ones (keeping their cursors).
     private func applySinks(from current: GatewayConfiguration, to next: GatewayConfiguration) async throws -> [String] {
-        func fingerprint(_ sink: GatewayConfiguration.Sink) -> String { "\(sink.kind)|\(sink.match)" }
+        func fingerprint(_ sink: SinkConfiguration) -> String { "\(sink.kind)|\(sink.match)" }
         let old = Dictionary(current.sinks.map { ($0.name, fingerprint($0)) }, uniquingKeysWith: { a, _ in a })
         let new = Set(next.sinks.map(\.name))
         var changes: [String] = []
@@ -110,11 +110,11 @@ final class ConfigurationReloader: Service, Sendable {
         for sink in next.sinks {
             switch old[sink.name] {
             case nil:
-                pipeline.add(try GatewayApplication.makeRoute(sink, logger: logger))
+                pipeline.add(try sink.makeRoute(logger: logger))
                 changes.append("sink \(sink.name) added")
             case let previous? where previous != fingerprint(sink):
                 await pipeline.remove(sink: sink.name, keepingCursor: true)
-                pipeline.add(try GatewayApplication.makeRoute(sink, logger: logger))
+                pipeline.add(try sink.makeRoute(logger: logger))
                 changes.append("sink \(sink.name) changed")
             default:
                 break

@@ -52,7 +52,7 @@ enum DevelopmentSetup {
 
     static func gatewayYAML(listen: String) -> String {
         // The admin listener (metrics, health) stays on loopback, on the port after the agents' one.
-        let port = GatewayConfiguration.Listen(parsing: listen)?.port ?? 8443
+        let port = ListenAddress(parsing: listen)?.port ?? 8443
         let admin = "127.0.0.1:\(port == 0 ? 0 : port + 1)"
         return """
         # Development configuration written by `osquery-gateway init`.

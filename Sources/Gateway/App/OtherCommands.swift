@@ -25,7 +25,7 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Address the written gateway.yaml listens on.") var listen = "127.0.0.1:8443"
 
     func run() throws {
-        guard GatewayConfiguration.Listen(parsing: listen) != nil else {
+        guard ListenAddress(parsing: listen) != nil else {
             throw ValidationError("--listen must look like host:port")
         }
         do {

@@ -39,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
             configuration = try options.load()
             if let listen {
-                guard let parsed = GatewayConfiguration.Listen(parsing: listen) else {
+                guard let parsed = ListenAddress(parsing: listen) else {
                     throw CommandFailure.usage("--listen must look like host:port, found \"\(listen)\"")
                 }
                 configuration.listen = parsed
@@ -65,7 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
         let services: [any Service]
         do {
             services = try await GatewayApplication.build(configuration, logger: logger, metrics: registry) { port in
-                let bound = GatewayConfiguration.Listen(host: listen.host, port: port)
+                let bound = ListenAddress(host: listen.host, port: port)
                 var flags = flags
                 flags.port = port
                 logger.notice("serving the osquery TLS API", metadata: ["gw.listen": "\(bound.description)"])

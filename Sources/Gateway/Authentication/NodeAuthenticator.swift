@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Support
 
 /// Decides which node a request comes from: by node key, and by verified client certificate.
 ///
@@ -65,7 +66,7 @@ final class NodeAuthenticator: Sendable {
         } catch {
             throw OsqueryError.unavailable("node store unavailable")
         }
-        guard let found, NodeKey.constantTimeEquals(found.keyHash, hash) else {
+        guard let found, ConstantTime.equals(found.keyHash, hash) else {
             throw OsqueryError.nodeInvalid("unknown node key")
         }
         replaced(nil, with: found)

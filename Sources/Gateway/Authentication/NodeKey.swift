@@ -1,4 +1,5 @@
 import Crypto
+import Support
 
 /// Node keys: 256 random bits handed to the agent once, stored only as their SHA-256.
 ///
@@ -8,19 +9,11 @@ import Crypto
 enum NodeKey {
     /// A fresh key: 64 lower-case hex digits.
     static func generate() -> String {
-        SymmetricKey(size: .bits256).withUnsafeBytes { $0.hexString }
+        SymmetricKey(size: .bits256).withUnsafeBytes { Hex.encode($0) }
     }
 
     /// The value stored for `key`.
     static func hash(_ key: String) -> [UInt8] {
         Array(SHA256.hash(data: Array(key.utf8)))
-    }
-
-    /// Compares two byte strings without an early exit.
-    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in a.indices { difference |= a[i] ^ b[i] }
-        return difference == 0
     }
 }

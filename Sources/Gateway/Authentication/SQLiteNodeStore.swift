@@ -3,6 +3,11 @@ import GRDB
 
 /// The embedded node store: one SQLite file in WAL mode through GRDB.
 final class SQLiteNodeStore: NodeStore {
+    /// The `node_store` section: `sqlite`, the database file (in `data_dir`, `nodes.sqlite` by default).
+    struct Configuration: Sendable, Equatable {
+        var path: String
+    }
+
     private let pool: DatabasePool
 
     /// Opens or creates the database and applies migrations.
@@ -10,7 +15,7 @@ final class SQLiteNodeStore: NodeStore {
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
-        var configuration = Configuration()
+        var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(5)
         pool = try DatabasePool(path: path, configuration: configuration)
         chmod(path, 0o600)
@@ -110,5 +115,12 @@ final class SQLiteNodeStore: NodeStore {
             platformType: row["platform_type"], hostDetails: row["host_details"], secretName: row["secret_name"],
             certificateFingerprint: row["certificate_fingerprint"],
             enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)))
+    }
+}
+
+extension SQLiteNodeStore.Configuration {
+    /// `node_store`: `sqlite`, the database file, in `data_dir`.
+    init(reading section: MappingReader) {
+        self.init(path: section.dataPath("sqlite") ?? section.reader.inDataDir("nodes.sqlite"))
     }
 }

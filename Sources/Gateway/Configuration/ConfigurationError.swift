@@ -4,6 +4,18 @@ struct ConfigurationProblem: Sendable, CustomStringConvertible, Equatable {
     var line: Int?
     var message: String
 
+    /// A problem with `key` at its line in `lines`, or else at the line of the nearest section
+    /// holding it (`sinks[2].ca` falls back to `sinks[2]`, then `sinks`).
+    static func locating(_ key: String, in lines: [String: Int], _ message: String) -> ConfigurationProblem {
+        var line = lines[key]
+        var parent = key
+        while line == nil, let cut = parent.lastIndex(where: { $0 == "." || $0 == "[" }) {
+            parent = String(parent[..<cut])
+            line = lines[parent]
+        }
+        return ConfigurationProblem(key: key, line: line, message: message)
+    }
+
     var description: String {
         let place = line.map { "line \($0): " } ?? ""
         return "\(place)\(key.isEmpty ? "(top level)" : key): \(message)"

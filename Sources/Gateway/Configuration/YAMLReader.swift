@@ -12,13 +12,29 @@ final class YAMLReader {
     /// still name the line.
     var lines: [String: Int] = [:]
     let environment: [String: String]
+    /// The configuration file's folder: relative paths of files the operator provides resolve here.
+    let baseDirectory: String
+    /// `data_dir`: relative paths of what the gateway writes (node store, spool, sink folders) resolve here.
+    var dataDirectory: String
 
-    init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    init(environment: [String: String] = ProcessInfo.processInfo.environment, baseDirectory: String = "/") {
         self.environment = environment
+        self.baseDirectory = PathResolver.absolute(baseDirectory, base: FileManager.default.currentDirectoryPath)
+        self.dataDirectory = PathResolver.absolute("data", base: self.baseDirectory)
     }
+
+    /// `path` as an absolute path in the configuration file's folder.
+    func inConfigDir(_ path: String) -> String { PathResolver.absolute(path, base: baseDirectory) }
+    /// `path` as an absolute path in `data_dir`.
+    func inDataDir(_ path: String) -> String { PathResolver.absolute(path, base: dataDirectory) }
 
     func report(_ key: String, _ node: Node?, _ message: String) {
         problems.append(ConfigurationProblem(key: key, line: node?.mark?.line, message: message))
+    }
+
+    /// A problem found once its section was read: at the line recorded for `key` or its section.
+    func report(_ key: String, _ message: String) {
+        problems.append(.locating(key, in: lines, message))
     }
 
     /// A scalar's text with `${NAME}` references expanded.
@@ -178,6 +194,39 @@ final class MappingReader {
         return duration
     }
 
+    /// A file the operator provides, resolved against the configuration file's folder.
+    func configPath(_ name: String) -> String? { string(name).map(reader.inConfigDir) }
+
+    /// A folder or file the gateway writes, resolved against `data_dir`.
+    func dataPath(_ name: String) -> String? { string(name).map(reader.inDataDir) }
+
+    /// A single string or a list of strings.
+    func strings(_ name: String) -> [String] {
+        guard let node = value(name) else { return [] }
+        if case .sequence = node {
+            return (reader.sequence(node, key: key(name)) ?? []).enumerated().compactMap { reader.scalar($1, key: key("\(name)[\($0)]")) }
+        }
+        return reader.scalar(node, key: key(name)).map { [$0] } ?? []
+    }
+
+    /// Reads the mapping `name` with `read` and reports its unknown keys; nil when it is absent.
+    func section<T>(_ name: String, _ read: (MappingReader) -> T) -> T? {
+        guard let section = mapping(name) else { return nil }
+        let value = read(section)
+        section.finish()
+        return value
+    }
+
+    /// Reads each element of the list `name` as a mapping; `read` gets the element and its index.
+    func entries<T>(_ name: String, _ read: (MappingReader, Int) -> T?) -> [T] {
+        (sequence(name) ?? []).enumerated().compactMap { i, node in
+            guard let entry = reader.mapping(node, key: key("\(name)[\(i)]")) else { return nil }
+            let value = read(entry, i)
+            entry.finish()
+            return value
+        }
+    }
+
     func mapping(_ name: String) -> MappingReader? {
         guard let node = value(name) else { return nil }
         return reader.mapping(node, key: key(name))
@@ -204,38 +253,5 @@ extension Node {
         case .sequence: return "list"
         case .alias: return "alias"
         }
-    }
-}
-
-/// Sizes in configuration files.
-enum ByteSize {
-    static func parse(_ text: String) -> Int? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int)] = [
-            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
-            ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1),
-        ]
-        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-            let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
-            guard let value = Int(number), value >= 0 else { return nil }
-            let (bytes, overflow) = value.multipliedReportingOverflow(by: factor)
-            return overflow ? nil : bytes
-        }
-        guard let value = Int(trimmed), value >= 0 else { return nil }
-        return value
-    }
-}
-
-/// Durations in configuration files.
-enum DurationText {
-    static func parse(_ text: String) -> Duration? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-        for (suffix, millis) in units where trimmed.hasSuffix(suffix) {
-            let number = trimmed.dropLast(suffix.count)
-            guard let value = Int64(number), value >= 0 else { continue }
-            return .milliseconds(value * millis)
-        }
-        return nil
     }
 }

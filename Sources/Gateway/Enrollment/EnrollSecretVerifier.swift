@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import Support
 
 /// Checks enroll secrets against every configured one in constant time.
 ///
@@ -22,7 +23,7 @@ struct EnrollSecretVerifier: Sendable {
 
     /// Loads the configured secrets.
     /// - Throws: `ConfigurationError` naming the secret that is missing or empty.
-    init(configuration: [GatewayConfiguration.EnrollSecret], environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    init(configuration: [EnrollmentService.Configuration.Secret], environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         var loaded: [Secret] = []
         var problems: [ConfigurationProblem] = []
         for (i, secret) in configuration.enumerated() {
@@ -53,19 +54,10 @@ struct EnrollSecretVerifier: Sendable {
         guard !candidate.isEmpty else { return nil }
         let bytes = Array(candidate.utf8)
         var found: Secret?
-        for secret in secrets where Self.constantTimeEquals(secret.bytes, bytes) && found == nil {
+        for secret in secrets where ConstantTime.equals(secret.bytes, bytes) && found == nil {
             found = secret
         }
         return found
-    }
-
-    /// Compares without an early exit; the length check leaks only the length.
-    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for i in 0..<max(a.count, b.count) {
-            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
-        }
-        return difference == 0
     }
 }
 

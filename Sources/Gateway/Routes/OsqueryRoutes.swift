@@ -12,7 +12,7 @@ import Sinks
 /// sends it beside the body field, always with the same value), else from the body; a body that
 /// names `node_key` twice counts the first, as osquery's own JSON reader does.
 struct OsqueryRoutes: Sendable {
-    let endpoints: GatewayConfiguration.Endpoints
+    let endpoints: OsqueryEndpoints
     /// For enroll, config and distributed read: small bodies.
     let smallBodies: RequestBodyReader
     /// For logger and distributed write.

@@ -1,6 +1,7 @@
 import Crypto
 import NIOSSL
 import SwiftASN1
+import Support
 import X509
 
 /// The verified client certificate of a connection, reduced to what authentication and logs need.
@@ -15,7 +16,7 @@ struct PeerCertificate: Sendable, Equatable {
     init(_ certificate: NIOSSLCertificate) throws {
         let der = try certificate.toDERBytes()
         let parsed = try Certificate(derEncoded: der)
-        fingerprint = SHA256.hash(data: der).hexString
+        fingerprint = Hex.encode(SHA256.hash(data: der))
         subject = String(describing: parsed.subject)
         commonName = parsed.subject.reversed().lazy.flatMap { $0 }
             .first { $0.type == .RDNAttributeType.commonName }
@@ -27,18 +28,5 @@ struct PeerCertificate: Sendable, Equatable {
             }
         }
         dnsNames = names
-    }
-}
-
-extension Sequence where Element == UInt8 {
-    /// Lower-case hex digits.
-    var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in self {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,3 +1,5 @@
+import Support
+
 /// A JSON document as a tree, for small bodies and osquery config files.
 ///
 /// Numbers keep their source text, so a config passes through the gateway without float rounding.
@@ -81,7 +83,7 @@ extension JSONValue {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let value): out.append(contentsOf: (value ? "true" : "false").utf8)
         case .number(let text): out.append(contentsOf: text.utf8)
-        case .string(let text): Self.writeString(text, to: &out)
+        case .string(let text): JSONString.write(text, to: &out)
         case .array(let elements):
             out.append(UInt8(ascii: "["))
             for (i, element) in elements.enumerated() {
@@ -96,7 +98,7 @@ extension JSONValue {
             out.append(UInt8(ascii: "{"))
             for (i, member) in sorted.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeString(member.key, to: &out)
+                JSONString.write(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
                 member.value.writeCanonical(to: &out)
             }
@@ -104,30 +106,9 @@ extension JSONValue {
         }
     }
 
-    /// Writes `text` as a JSON string: quotes, backslashes and control characters escaped.
-    static func writeString(_ text: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
     /// `text` as a JSON string literal.
     static func quoted(_ text: String) -> String {
-        var out: [UInt8] = []
-        writeString(text, to: &out)
-        return String(decoding: out, as: UTF8.self)
+        JSONString.quoted(text)
     }
 }
 

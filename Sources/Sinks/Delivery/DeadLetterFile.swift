@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import NIOCore
+import Support
 
 /// Where records a sink refused for good go: one JSON line per record,
 /// `{"sink":…,"reason":…,"rejected_at":…,"record":<the record's JSON>}`, fsynced before the cursor
@@ -12,7 +13,7 @@ struct DeadLetterFile: Sendable {
 
     func write(_ records: [LogRecord], sink: String, reason: String) throws {
         var buffer = ByteBuffer()
-        let prefix = "{\"sink\":\(jsonString(sink)),\"reason\":\(jsonString(reason)),\"rejected_at\":\(Int(Date().timeIntervalSince1970)),\"record\":"
+        let prefix = "{\"sink\":\(JSONString.quoted(sink)),\"reason\":\(JSONString.quoted(reason)),\"rejected_at\":\(Int(Date().timeIntervalSince1970)),\"record\":"
         for record in records {
             buffer.writeString(prefix)
             buffer.writeImmutableBuffer(record.json)
@@ -25,21 +26,4 @@ struct DeadLetterFile: Sendable {
         try buffer.withUnsafeReadableBytes { try FileIO.writeAll(fd, $0, what: path) }
         guard fsync(fd) == 0 else { throw SinkError.io("dead-letter fsync failed") }
     }
-}
-
-/// `text` as a JSON string literal.
-func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
 }

@@ -1,8 +1,8 @@
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import Metrics
 import NIOConcurrencyHelpers
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// Drains one sink's share of the spool: reads from the sink's cursor, hands batches to the sink,
 /// and moves the cursor only when the batch was delivered or dead-lettered.

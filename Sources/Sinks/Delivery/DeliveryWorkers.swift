@@ -1,6 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
-import ServiceLifecycle
+public import ServiceLifecycle
 
 /// Runs one `DeliveryWorker` per sink as a single service, and lets sinks be added, replaced or
 /// removed while it runs (SIGHUP): a removed sink's worker is stopped between batches (a cancelled

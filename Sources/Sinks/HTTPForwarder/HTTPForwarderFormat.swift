@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Support
 
 /// How a batch is laid out in a request body.
 public enum HTTPForwarderFormat: String, Sendable, CaseIterable {
@@ -22,17 +23,17 @@ public enum HTTPForwarderFormat: String, Sendable, CaseIterable {
             case .ndjson:
                 body.writeImmutableBuffer(record.json)
             case .splunkHEC:
-                body.writeString("{\"time\":\(Int(record.receivedAt.timeIntervalSince1970)),\"host\":\(jsonString(record.hostIdentifier)),")
+                body.writeString("{\"time\":\(Int(record.receivedAt.timeIntervalSince1970)),\"host\":\(JSONString.quoted(record.hostIdentifier)),")
                 body.writeString("\"source\":\"osquery\",\"sourcetype\":\"osquery:\(record.kind.rawValue)\",\"event\":")
                 body.writeImmutableBuffer(record.json)
                 body.writeString("}")
             case .elasticsearchBulk:
-                body.writeString("{\"index\":{\"_index\":\(jsonString(index ?? "osquery-\(record.kind.rawValue)"))}}\n")
+                body.writeString("{\"index\":{\"_index\":\(JSONString.quoted(index ?? "osquery-\(record.kind.rawValue)"))}}\n")
                 body.writeImmutableBuffer(record.json)
             case .clickhouse:
-                body.writeString("{\"received_at\":\(Int(record.receivedAt.timeIntervalSince1970)),\"node\":\(jsonString(record.nodeID)),")
-                body.writeString("\"log_type\":\"\(record.kind.rawValue)\",\"name\":\(jsonString(record.queryName ?? "")),")
-                body.writeString("\"host_identifier\":\(jsonString(record.hostIdentifier)),\"record\":")
+                body.writeString("{\"received_at\":\(Int(record.receivedAt.timeIntervalSince1970)),\"node\":\(JSONString.quoted(record.nodeID)),")
+                body.writeString("\"log_type\":\"\(record.kind.rawValue)\",\"name\":\(JSONString.quoted(record.queryName ?? "")),")
+                body.writeString("\"host_identifier\":\(JSONString.quoted(record.hostIdentifier)),\"record\":")
                 Self.writeEscaped(record.json, into: &body)
                 body.writeString("}")
             }
@@ -41,26 +42,11 @@ public enum HTTPForwarderFormat: String, Sendable, CaseIterable {
         return body
     }
 
-    /// `bytes` as the contents of a JSON string literal (quotes, backslashes and control bytes escaped,
-    /// other bytes as they are).
+    /// `bytes` (a record's JSON) as a JSON string literal, for formats that carry the record as text.
     static func writeEscaped(_ bytes: ByteBuffer, into body: inout ByteBuffer) {
-        body.writeInteger(UInt8(ascii: "\""))
-        bytes.withUnsafeReadableBytes { raw in
-            var start = 0
-            for i in 0..<raw.count {
-                let byte = raw[i]
-                guard byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 else { continue }
-                body.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<i]))
-                switch byte {
-                case UInt8(ascii: "\""): body.writeString("\\\"")
-                case UInt8(ascii: "\\"): body.writeString("\\\\")
-                case 0x0A: body.writeString("\\n")
-                default: body.writeString(String(format: "\\u%04x", byte))
-                }
-                start = i + 1
-            }
-            body.writeBytes(UnsafeRawBufferPointer(rebasing: raw[start..<raw.count]))
-        }
-        body.writeInteger(UInt8(ascii: "\""))
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.readableBytes + 16)
+        JSONString.write(utf8: bytes.readableBytesView, to: &out)
+        body.writeBytes(out)
     }
 }

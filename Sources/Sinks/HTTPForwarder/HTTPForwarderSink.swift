@@ -4,7 +4,7 @@ import CZstd
 import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOSSL
+public import Support
 
 /// Forwards batches to an HTTP endpoint: a SIEM, a log store, a webhook.
 ///
@@ -18,23 +18,23 @@ public final class HTTPForwarderSink: Sink {
 
     public struct Configuration: Sendable {
         public var name: String
-        public var url: String
+        /// Where batches are posted: URL, headers (auth included), CA, client certificate, timeouts, pool.
+        public var endpoint: HTTPEndpoint
         public var format: HTTPForwarderFormat = .ndjson
         public var compression: Compression = .none
-        /// Extra headers, e.g. `Authorization` read from an environment variable or file.
-        public var headers: [(String, String)] = []
         /// Elasticsearch index (default `osquery-<log type>`).
         public var index: String?
         /// ClickHouse table for the `clickhouse` format.
         public var table: String?
-        public var ca: String?
-        public var clientCertificate: (certificate: String, key: String)?
-        public var timeout: Duration = .seconds(30)
         public var batching = Batching(maxRecords: 1_000, maxBytes: 4 << 20, maxWait: .seconds(1))
 
-        public init(name: String, url: String) {
+        public init(name: String, endpoint: HTTPEndpoint) {
             self.name = name
-            self.url = url
+            self.endpoint = endpoint
+        }
+
+        public init(name: String, url: String) {
+            self.init(name: name, endpoint: HTTPEndpoint(url: url, method: .POST))
         }
     }
 
@@ -46,35 +46,24 @@ public final class HTTPForwarderSink: Sink {
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        if let ca = configuration.ca { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
-        if let pair = configuration.clientCertificate {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(pair.certificate).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: pair.key, format: .pem))
-        }
-        var client = HTTPClient.Configuration(tlsConfiguration: tls)
-        client.redirectConfiguration = .disallow
-        client.timeout = .init(connect: .seconds(5), read: .seconds(Int64(max(1, configuration.timeout.components.seconds))))
-        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: client)
+        client = try configuration.endpoint.makeClient()
+        let url = configuration.endpoint.url
         if configuration.format == .clickhouse {
             let query = "INSERT INTO \(configuration.table ?? "osquery_logs") FORMAT JSONEachRow"
             let encoded = query.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? query
-            target = configuration.url + (configuration.url.contains("?") ? "&" : "?") + "input_format_skip_unknown_fields=1&query=" + encoded
+            target = url + (url.contains("?") ? "&" : "?") + "input_format_skip_unknown_fields=1&query=" + encoded
         } else {
-            target = configuration.url
+            target = url
         }
     }
 
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
         var body = configuration.format.encode(batch, index: configuration.index)
-        var request = HTTPClientRequest(url: target)
-        request.method = .POST
+        var request = configuration.endpoint.request(to: target)
         switch configuration.format {
         case .elasticsearchBulk, .ndjson: request.headers.add(name: "Content-Type", value: "application/x-ndjson")
         default: request.headers.add(name: "Content-Type", value: "application/json")
         }
-        for (name, value) in configuration.headers { request.headers.add(name: name, value: value) }
         do {
             switch configuration.compression {
             case .none: break
@@ -90,7 +79,7 @@ public final class HTTPForwarderSink: Sink {
         }
         request.body = .bytes(body)
         do {
-            let response = try await client.execute(request, timeout: .seconds(Int64(max(1, configuration.timeout.components.seconds))))
+            let response = try await client.execute(request, timeout: configuration.endpoint.requestTimeAmount)
             let excerpt = String(buffer: try await response.body.collect(upTo: 1 << 20)).prefix(200)
             let code = Int(response.status.code)
             switch code {
@@ -108,7 +97,7 @@ public final class HTTPForwarderSink: Sink {
 
     /// Reaches the server: any HTTP answer means the path works.
     public func healthCheck() async throws {
-        var request = HTTPClientRequest(url: configuration.url)
+        var request = configuration.endpoint.request()
         request.method = .GET
         _ = try await client.execute(request, timeout: .seconds(5))
     }

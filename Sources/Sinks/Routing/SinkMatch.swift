@@ -1,3 +1,5 @@
+import Support
+
 /// Which records a sink takes: every condition given must hold; none given means everything.
 public struct SinkMatch: Sendable, Equatable {
     /// `result`, `status`, `distributed`.
@@ -30,32 +32,5 @@ public struct SinkMatch: Sendable, Equatable {
             guard let platform = record.platform, platforms.contains(platform) else { return false }
         }
         return true
-    }
-}
-
-/// Shell-style globs over query names, host identifiers and certificate names: `*` any run, `?` one
-/// character.
-public enum Glob {
-    public static func matches(_ pattern: String, _ text: String) -> Bool {
-        let p = Array(pattern.utf8), t = Array(text.utf8)
-        var pi = 0, ti = 0, star = -1, mark = 0
-        while ti < t.count {
-            if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == t[ti]) {
-                pi += 1
-                ti += 1
-            } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
-                star = pi
-                mark = ti
-                pi += 1
-            } else if star >= 0 {
-                pi = star + 1
-                mark += 1
-                ti = mark
-            } else {
-                return false
-            }
-        }
-        while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
-        return pi == p.count
     }
 }

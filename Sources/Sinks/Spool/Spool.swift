@@ -55,6 +55,9 @@ public final class Spool: Sendable {
         public var segmentSize: Int
         /// How long the first writer waits for others before the shared fsync.
         public var commitWindow: Duration
+        /// An exact resend of a stored batch within this window is acknowledged without being stored
+        /// again (`LogPipeline` applies it, in front of the spool).
+        public var resendWindow: Duration = .seconds(120)
 
         public init(directory: String, maxSize: Int = 1 << 30, segmentSize: Int = 64 << 20, commitWindow: Duration = .milliseconds(2)) {
             self.directory = directory

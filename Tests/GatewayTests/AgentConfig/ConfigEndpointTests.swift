@@ -1,3 +1,4 @@
+import Support
 import CompressNIO
 import Foundation
 import Hummingbird
@@ -76,8 +77,10 @@ import Testing
         let task = Task { try await group.run() }
         let port = await withCheckedContinuation { continuation in portBox.withLockedValue { $0 = continuation } }
 
-        let source = try HTTPConfigSource(name: "vendor", url: "http://127.0.0.1:\(port)/osquery/config",
-                                          headers: [("Authorization", "Bearer vendor-token")], timeout: .seconds(2))
+        var vendor = HTTPConfigSource.Configuration(url: "http://127.0.0.1:\(port)/osquery/config")
+        vendor.endpoint.headers = [("Authorization", "Bearer vendor-token")]
+        vendor.endpoint.requestTimeout = .seconds(2)
+        let source = try HTTPConfigSource(name: "vendor", configuration: vendor)
         let service = AgentConfigService(sources: [source], targets: [.init(name: "default", match: .init(), sources: ["vendor"])], logger: logger)
         await service.refresh(force: true)
         let node = NodeRecord(id: "n", keyHash: [1], hostKey: nil, hostIdentifier: "h", platformType: "9", hostDetails: "{}",

@@ -57,6 +57,6 @@ struct DevelopmentSetupTests {
         let directory = makeTemporaryDirectory("dev")
         _ = try await GatewayRun.run(["init", "--dir", directory])
         let configuration = try GatewayConfiguration.load(file: directory + "/gateway.yaml")
-        #expect(configuration.admin == .init(host: "127.0.0.1", port: 8444))
+        #expect(configuration.admin?.listen == .init(host: "127.0.0.1", port: 8444))
     }
 }

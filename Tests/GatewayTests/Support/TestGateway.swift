@@ -21,7 +21,7 @@ final class TestGateway: @unchecked Sendable {
     var baseURL: String { "https://127.0.0.1:\(port)" }
 
     /// Builds a configuration; `modify` may change it before the server starts.
-    init(clientCertificates: GatewayConfiguration.ClientCertificateMode = .optional) throws {
+    init(clientCertificates: AgentTLS.ClientCertificateMode = .optional) throws {
         directory = makeTemporaryDirectory()
         pki = try TestPKI(directory: directory + "/tls")
         try Data((secret + "\n").utf8).write(to: URL(fileURLWithPath: directory + "/secret.txt"))
@@ -115,7 +115,7 @@ final class TestGateway: @unchecked Sendable {
 
 /// Runs `body` against a started gateway and always stops it.
 func withGateway(
-    clientCertificates: GatewayConfiguration.ClientCertificateMode = .optional,
+    clientCertificates: AgentTLS.ClientCertificateMode = .optional,
     configure: (TestGateway) throws -> Void = { _ in },
     store: (any NodeStore)? = nil,
     _ body: (TestGateway) async throws -> Void

@@ -1,5 +1,4 @@
 import Foundation
-import NIOSSL
 import Sinks
 
 extension GatewayConfiguration {
@@ -25,20 +24,6 @@ extension GatewayConfiguration {
         for (i, secret) in enrollment.secrets.enumerated() {
             if case .file(let path) = secret.source { readable(path, "enrollment.secrets[\(i)].file") }
         }
-        for (i, sink) in sinks.enumerated() {
-            if case .http(let http) = sink.kind {
-                readable(http.ca, "sinks[\(i)].ca")
-                readable(http.clientCertificate?.certificate, "sinks[\(i)].client_certificate")
-                readable(http.clientCertificate?.key, "sinks[\(i)].client_key")
-            }
-        }
-        for (i, source) in agentConfig.sources.enumerated() {
-            if case .http(let http) = source.kind {
-                readable(http.ca, "agent_config.sources[\(i)].ca")
-                readable(http.clientCertificate, "agent_config.sources[\(i)].client_certificate")
-                readable(http.clientKey, "agent_config.sources[\(i)].client_key")
-            }
-        }
         // Files that cannot be read make every later check say the same thing again.
         if !problems.isEmpty { throw ConfigurationError(file: file, problems: problems) }
 
@@ -48,23 +33,15 @@ extension GatewayConfiguration {
             problems += error.problems.map { problem($0.key, $0.message) }
         }
         do {
-            try TLSMaterial.check(self)
+            try TLSMaterial.check(tls, file: file, problem: problem)
         } catch let error as ConfigurationError {
             problems += error.problems
         }
         for (i, sink) in sinks.enumerated() {
-            guard case .http(let http) = sink.kind else { continue }
-            if let ca = http.ca, (try? NIOSSLCertificate.fromPEMFile(ca)) == nil {
-                problems.append(problem("sinks[\(i)].ca", "\(ca) is not a PEM certificate bundle"))
-            }
-            if let pair = http.clientCertificate {
-                if (try? NIOSSLCertificate.fromPEMFile(pair.certificate)) == nil {
-                    problems.append(problem("sinks[\(i)].client_certificate", "\(pair.certificate) is not a PEM certificate"))
-                }
-                if (try? NIOSSLPrivateKey(file: pair.key, format: .pem)) == nil {
-                    problems.append(problem("sinks[\(i)].client_key", "\(pair.key) is not a PEM private key"))
-                }
-            }
+            if case .http(let http) = sink.kind { problems += http.endpoint.problems(at: "sinks[\(i)]", problem) }
+        }
+        for (i, source) in agentConfig.sources.enumerated() {
+            if case .http(let http) = source.kind { problems += http.endpoint.problems(at: "agent_config.sources[\(i)].http", problem) }
         }
         for (i, source) in agentConfig.sources.enumerated() {
             let key: String

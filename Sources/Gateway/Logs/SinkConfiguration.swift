@@ -1,0 +1,51 @@
+import Logging
+import Sinks
+
+/// One `sinks[]` entry: a log destination's kind with its own checked settings, and the records it
+/// takes (`SinkConfiguration+YAML.swift` reads it).
+struct SinkConfiguration: Sendable {
+    enum Kind: Sendable {
+        case file(FileSink.Configuration)
+        case zstd(ZstdArchiveSink.Configuration)
+        case http(HTTPForwarderSink.Configuration)
+    }
+    var name: String
+    var kind: Kind
+    var match = SinkMatch()
+
+    /// The folder a file or zstd sink writes to.
+    var directory: String? {
+        switch kind {
+        case .file(let file): return file.directory
+        case .zstd(let zstd): return zstd.directory
+        case .http: return nil
+        }
+    }
+
+    /// The running sink, with the records it takes.
+    func makeRoute(logger: Logger) throws -> LogPipeline.Route {
+        let built: any Sink
+        switch kind {
+        case .file(let file): built = try FileSink(configuration: file)
+        case .zstd(let zstd):
+            let archive = try ZstdArchiveSink(configuration: zstd)
+            for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(name)"]) }
+            built = archive
+        case .http(let http): built = try HTTPForwarderSink(configuration: http)
+        }
+        return LogPipeline.Route(sink: built, match: match)
+    }
+}
+
+extension LogPipeline {
+    /// The spool, the configured sinks and their delivery workers.
+    static func make(spool configuration: Spool.Configuration, sinks: [SinkConfiguration], deadLetterDirectory: String, logger: Logger) throws -> LogPipeline {
+        let routes = try sinks.map { try $0.makeRoute(logger: logger) }
+        let spool = try Spool(configuration: configuration, sinks: routes.map(\.sink.name))
+        logger.info("spool opened", metadata: [
+            "gw.segments": "\(spool.segmentCount)", "gw.bytes": "\(spool.size)", "gw.unsent_bytes": "\(spool.unsentSize)",
+        ])
+        return LogPipeline(spool: spool, routes: routes, deadLetterDirectory: deadLetterDirectory,
+                           resendWindow: configuration.resendWindow, logger: logger)
+    }
+}
