@@ -3,29 +3,30 @@ import HTTPTypes
 import NIOCore
 
 /// The body of config and distributed read requests: `{"node_key": "..."}` (other keys ignored).
-struct NodeKeyRequest: Sendable {
+struct NodeKeyRequest: Sendable, NodeKeyed {
     var nodeKey: String?
 
-    /// - Throws: `OsqueryError.badRequest` for malformed JSON or a non-string `node_key`.
-    init(body: ByteBuffer) throws {
+    /// - Throws: `OsqueryBodyError` for malformed JSON or a non-string `node_key`.
+    init(body: ByteBuffer) throws(OsqueryBodyError) {
         guard body.readableBytes > 0 else { return }
-        do {
-            nodeKey = try body.scanJSON { (scanner) throws(JSONError) -> String? in
-                var found: String?
-                try scanner.forEachMember { (scanner, key) throws(JSONError) in
-                    if key == "node_key", found == nil {
-                        found = try scanner.readString(for: "node_key")
-                    } else {
-                        try scanner.skipValue(depth: 1)
-                    }
+        nodeKey = try body.scanOsqueryBody("request") { (scanner) throws(JSONError) -> String? in
+            var found: String?
+            try scanner.forEachMember { (scanner, key) throws(JSONError) in
+                if key == "node_key", found == nil {
+                    found = try scanner.readString(for: "node_key")
+                } else {
+                    try scanner.skipValue(depth: 1)
                 }
-                try scanner.expectEnd()
-                return found
             }
-        } catch {
-            throw OsqueryError.badRequest("invalid request body: \(error)")
+            try scanner.expectEnd()
+            return found
         }
     }
+}
+
+/// A decoded request body that may carry the agent's `node_key`.
+protocol NodeKeyed {
+    var nodeKey: String? { get }
 }
 
 extension HTTPFields {
