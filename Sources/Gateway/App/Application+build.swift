@@ -58,7 +58,7 @@ enum GatewayApplication {
                 maxBody: limits.maxBody, maxInflated: limits.maxInflatedBody, timeout: limits.bodyTimeout, budget: budget),
             secretField: configuration.enrollment.secretField,
             certificatesInUse: configuration.tls.clientCertificates != .none,
-            enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig, pipeline: pipeline)
+            enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig, ingest: Ingest(pipeline: pipeline))
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())

@@ -36,7 +36,8 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
     /// The node store or an upstream failed. 503, never node_invalid: an outage must not make a
     /// fleet re-enroll.
     static func unavailable(_ message: String) -> Self { .init(.unavailable, message) }
-    /// Malformed JSON, wrong types, unknown log_type. 400.
+    /// A body its endpoint cannot take (malformed JSON, wrong types, unknown log_type: an
+    /// `OsqueryBodyError`), a corrupt gzip body, a request Hummingbird refuses. 400.
     static func badRequest(_ message: String) -> Self { .init(.badRequest, message) }
     /// Body over the endpoint's limit, or gzip inflating past it. 413.
     static func tooLarge(_ message: String) -> Self { .init(.tooLarge, message) }

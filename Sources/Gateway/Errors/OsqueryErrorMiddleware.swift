@@ -8,9 +8,10 @@ import NIOHTTP1
 
 /// The outermost middleware: whatever goes wrong, the agent gets an osquery-shaped JSON body.
 ///
-/// `OsqueryError`s render themselves. Hummingbird's own errors (no route, body over the limit) are
-/// mapped to their osquery equivalents; anything else becomes `internal` with an id that is logged
-/// here, so an operator can find the cause from what the agent reports.
+/// `OsqueryError`s render themselves. A body decoder's `OsqueryBodyError` and Hummingbird's own
+/// errors (no route, body over the limit) are mapped to their osquery equivalents; anything else
+/// becomes `internal` with an id that is logged here, so an operator can find the cause from what
+/// the agent reports.
 struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response: Response
@@ -18,6 +19,8 @@ struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as OsqueryError {
             response = try error.response(from: request, context: context)
+        } catch let error as OsqueryBodyError {
+            response = try Self.map(error).response(from: request, context: context)
         } catch let error as HTTPError {
             response = try Self.map(error).response(from: request, context: context)
         } catch let error as HTTPParserError {
@@ -42,6 +45,11 @@ struct OsqueryErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         requestCounters[response.status.code / 100]?.increment()
         return response
+    }
+
+    /// The one place a body the endpoint cannot take becomes the agent's 400 `{"error": ...}`.
+    static func map(_ error: OsqueryBodyError) -> OsqueryError {
+        .badRequest(error.message)
     }
 
     static func map(_ error: HTTPError) -> OsqueryError {

@@ -3,12 +3,12 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
-import Sinks
 
 /// The osquery TLS remote API: enroll, config, logger, distributed read and write.
 ///
-/// Controllers only decode, call a service and encode; every failure is an `OsqueryError` that
-/// renders itself. The node key is taken from `Authorization: NodeKey` when present (osquery 5.23+
+/// Controllers only decode (`Osquery/`), call a service and answer (`OsqueryResponse`); every
+/// failure is an `OsqueryError` that renders itself, or an `OsqueryBodyError` the error middleware
+/// renders. The node key is taken from `Authorization: NodeKey` when present (osquery 5.23+
 /// sends it beside the body field, always with the same value), else from the body; a body that
 /// names `node_key` twice counts the first, as osquery's own JSON reader does.
 struct OsqueryRoutes: Sendable {
@@ -23,10 +23,8 @@ struct OsqueryRoutes: Sendable {
     let enrollment: EnrollmentService
     let authenticator: NodeAuthenticator
     let agentConfig: AgentConfigService
-    let pipeline: LogPipeline
-
-    private static let emptyObject = ByteBuffer(string: "{}")
-    private static let noQueries = ByteBuffer(string: "{\"queries\":{}}")
+    /// Where logger batches and distributed results go.
+    let ingest: Ingest
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post(RouterPath(endpoints.enroll)) { request, context in try await self.enroll(request, context) }
@@ -41,7 +39,7 @@ struct OsqueryRoutes: Sendable {
         let enroll = try EnrollRequest(body: body, secretField: secretField)
         let certificate = try await certificate(context)
         let (nodeKey, _) = try await enrollment.enroll(enroll, urlSecret: context.urlSecret, certificate: certificate)
-        return Self.json(ByteBuffer(string: "{\"node_key\":\(JSONValue.quoted(nodeKey)),\"node_invalid\":false}"))
+        return OsqueryResponse.enrolled(nodeKey: nodeKey)
     }
 
     func config(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
@@ -49,32 +47,32 @@ struct OsqueryRoutes: Sendable {
         guard let config = agentConfig.config(for: node, certificate: certificate) else {
             throw OsqueryError.noConfig("no osquery config is available yet")
         }
-        // Compressed only for agents that asked (osquery 5.21+ --tls_accept_gzip); others cannot read it.
-        if request.headers[.acceptEncoding]?.lowercased().contains("gzip") == true {
-            return Response(
-                status: .ok, headers: [.contentType: "application/json", .contentEncoding: "gzip"],
-                body: .init(byteBuffer: config.gzipped))
-        }
-        return Self.json(config.json)
+        let gzip = request.headers[.acceptEncoding]?.lowercased().contains("gzip") == true
+        return OsqueryResponse.config(config, gzip: gzip)
     }
 
     func log(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        let receivedAt = Date()
-        let (node, _, batch) = try await authenticated(request, context, largeBodies) { try LoggerRequest(body: $0) }
-        try await append(batch.records(for: node, receivedAt: receivedAt), context)
-        return Self.json(Self.emptyObject)
+        try await ingested(request, context) { try LoggerRequest(body: $0) }
     }
 
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         _ = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
-        return Self.json(Self.noQueries)
+        return OsqueryResponse.noQueries
     }
 
     func distributedWrite(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        try await ingested(request, context) { try DistributedWriteRequest(body: $0) }
+    }
+
+    /// The logger and distributed write endpoints: authenticate, decode, store, and only once the
+    /// records are durable answer `{}`.
+    private func ingested<Body: NodeKeyed & LogBatch>(
+        _ request: Request, _ context: GatewayRequestContext, decode: (ByteBuffer) throws -> Body
+    ) async throws -> Response {
         let receivedAt = Date()
-        let (node, _, results) = try await authenticated(request, context, largeBodies) { try DistributedWriteRequest(body: $0) }
-        try await append(results.records(for: node, receivedAt: receivedAt), context)
-        return Self.json(Self.emptyObject)
+        let (node, _, batch) = try await authenticated(request, context, largeBodies, decode: decode)
+        try await ingest.append(batch, from: node, receivedAt: receivedAt, logger: context.logger)
+        return OsqueryResponse.accepted
     }
 
     /// The one authentication step of every node endpoint.
@@ -95,31 +93,8 @@ struct OsqueryRoutes: Sendable {
         return (node, certificate, body)
     }
 
-    /// Hands records to the pipeline; returns only once they are durable.
-    private func append(_ records: [LogRecord], _ context: GatewayRequestContext) async throws {
-        do {
-            try await pipeline.append(records)
-        } catch let error as SinkError {
-            context.logger.error("log batch not durable; agent will retry", metadata: ["gw.error": "\(error)", "gw.records": "\(records.count)"])
-            throw OsqueryError.spoolFull("logs cannot be stored right now; keep them and retry")
-        }
-    }
-
     private func certificate(_ context: GatewayRequestContext) async throws -> PeerCertificate? {
         guard certificatesInUse else { return nil }
         return try await context.peerCertificate()
     }
-
-    static func json(_ body: ByteBuffer) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
-    }
 }
-
-/// A decoded request body that may carry the agent's `node_key`.
-protocol NodeKeyed {
-    var nodeKey: String? { get }
-}
-
-extension NodeKeyRequest: NodeKeyed {}
-extension LoggerRequest: NodeKeyed {}
-extension DistributedWriteRequest: NodeKeyed {}

@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 import Sinks
 
@@ -6,8 +5,9 @@ import Sinks
 ///
 /// Decoding walks the body once. Each item stays a slice of the request buffer (no copy) unless it
 /// holds whitespace that would break a JSON line, in which case it is compacted. Only the fields
-/// routing and file layout need are read: `name`, `action`, `severity`.
-struct LoggerRequest: Sendable {
+/// routing and file layout need are read: `name`, `action`, `severity`. The ingest step makes the
+/// items records (`LogBatch`).
+struct LoggerRequest: Sendable, NodeKeyed {
     struct Item: Sendable {
         var json: ByteBuffer
         var name: String?
@@ -19,28 +19,19 @@ struct LoggerRequest: Sendable {
     var kind: LogKind
     var items: [Item]
 
-    /// - Throws: `OsqueryError.badRequest` for malformed JSON, wrong types or an unknown `log_type`.
-    init(body: ByteBuffer) throws {
-        let parser: Parser
-        do {
-            parser = try body.scanJSON { (scanner) throws(JSONError) -> Parser in
-                var parser = Parser(body: body)
-                try parser.parse(&scanner)
-                return parser
-            }
-        } catch {
-            throw OsqueryError.badRequest("invalid logger body: \(error)")
-        }
-        guard let logType = parser.logType else { throw OsqueryError.badRequest("log_type is missing") }
+    /// - Throws: `OsqueryBodyError` for malformed JSON, wrong types or an unknown `log_type`.
+    init(body: ByteBuffer) throws(OsqueryBodyError) {
+        let parser = try body.parseOsqueryBody("logger", with: Parser(body: body))
+        guard let logType = parser.logType else { throw OsqueryBodyError("log_type is missing") }
         guard logType == "result" || logType == "status" else {
-            throw OsqueryError.badRequest("unknown log_type \(JSONValue.quoted(logType))")
+            throw OsqueryBodyError("unknown log_type \(JSONValue.quoted(logType))")
         }
         self.nodeKey = parser.nodeKey
         self.kind = logType == "result" ? .result : .status
         self.items = parser.items
     }
 
-    private struct Parser {
+    private struct Parser: OsqueryBodyParser {
         let body: ByteBuffer
         var nodeKey: String?
         var logType: String?
@@ -109,17 +100,6 @@ struct LoggerRequest: Sendable {
                 ? ByteBuffer(bytes: scanner.compacted(range))
                 : body.getSlice(at: body.readerIndex + range.lowerBound, length: range.count)!
             return Item(json: json, name: name, isSnapshot: isSnapshot, severity: severity)
-        }
-    }
-
-    /// The items as records of `node`.
-    func records(for node: NodeRecord, receivedAt: Date) -> [LogRecord] {
-        let platform = OsqueryPlatform.primary(platformType: node.platformType)
-        return items.map { item in
-            LogRecord(
-                kind: kind, nodeID: node.id, hostIdentifier: node.hostIdentifier, secretName: node.secretName,
-                queryName: item.name, platform: platform, isSnapshot: item.isSnapshot, severity: item.severity,
-                receivedAt: receivedAt, json: item.json)
         }
     }
 }

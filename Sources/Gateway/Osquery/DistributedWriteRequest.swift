@@ -1,14 +1,9 @@
-import Foundation
 import NIOCore
-import Sinks
 
 /// A distributed write body (docs/protocol.md#distributed): per query id, its rows, status, message
-/// and stats.
-///
-/// Each id becomes one `distributed` record:
-/// `{"name":<id>,"hostIdentifier":…,"unixTime":…,"status":…,"message":…,"stats":…,"rows":[…]}`,
-/// with the agent's own JSON for every value (ids missing from a map get `0`, `""`, `{}` or `[]`).
-struct DistributedWriteRequest: Sendable {
+/// and stats, each kept as the agent's own JSON. The ingest step makes each id one `distributed`
+/// record (`LogBatch`).
+struct DistributedWriteRequest: Sendable, NodeKeyed {
     struct Result: Sendable {
         var id: String
         var rows: ByteBuffer?
@@ -20,24 +15,15 @@ struct DistributedWriteRequest: Sendable {
     var nodeKey: String?
     var results: [Result]
 
-    /// - Throws: `OsqueryError.badRequest` for malformed JSON or wrong types.
-    init(body: ByteBuffer) throws {
-        let parser: Parser
-        do {
-            parser = try body.scanJSON { (scanner) throws(JSONError) -> Parser in
-                var parser = Parser(body: body)
-                try parser.parse(&scanner)
-                return parser
-            }
-        } catch {
-            throw OsqueryError.badRequest("invalid distributed write body: \(error)")
-        }
+    /// - Throws: `OsqueryBodyError` for malformed JSON or wrong types.
+    init(body: ByteBuffer) throws(OsqueryBodyError) {
+        let parser = try body.parseOsqueryBody("distributed write", with: Parser(body: body))
         self.nodeKey = parser.nodeKey
         self.results = parser.order.map { parser.byID[$0]! }
     }
 
     /// The four per-id maps of the body, gathered by id in order of first appearance.
-    private struct Parser {
+    private struct Parser: OsqueryBodyParser {
         enum Section { case rows, status, message, stats }
 
         let body: ByteBuffer
@@ -87,28 +73,6 @@ struct DistributedWriteRequest: Sendable {
                 case .stats: byID[id]!.stats = value
                 }
             }
-        }
-    }
-
-    /// One record per query id, for `node`.
-    func records(for node: NodeRecord, receivedAt: Date) -> [LogRecord] {
-        let host = JSONValue.quoted(node.hostIdentifier)
-        let time = Int(receivedAt.timeIntervalSince1970)
-        return results.map { result in
-            var json = ByteBuffer()
-            json.writeString("{\"name\":\(JSONValue.quoted(result.id)),\"hostIdentifier\":\(host),\"unixTime\":\(time),\"status\":")
-            json.writeImmutableBuffer(result.status ?? ByteBuffer(string: "0"))
-            json.writeString(",\"message\":")
-            json.writeImmutableBuffer(result.message ?? ByteBuffer(string: "\"\""))
-            json.writeString(",\"stats\":")
-            json.writeImmutableBuffer(result.stats ?? ByteBuffer(string: "{}"))
-            json.writeString(",\"rows\":")
-            json.writeImmutableBuffer(result.rows ?? ByteBuffer(string: "[]"))
-            json.writeString("}")
-            return LogRecord(
-                kind: .distributed, nodeID: node.id, hostIdentifier: node.hostIdentifier, secretName: node.secretName,
-                queryName: result.id, platform: OsqueryPlatform.primary(platformType: node.platformType),
-                receivedAt: receivedAt, json: json)
         }
     }
 }

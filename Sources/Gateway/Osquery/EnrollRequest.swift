@@ -11,16 +11,12 @@ struct EnrollRequest: Sendable {
     var hostKey: String?
 
     /// Decodes `body`; the secret is read from `secretField` (osquery `--tls_enroll_override`).
-    /// - Throws: `OsqueryError.badRequest` for malformed JSON or wrong types.
-    init(body: ByteBuffer, secretField: String) throws {
-        do {
-            self = try body.scanJSON { (scanner) throws(JSONError) -> EnrollRequest in
-                var request = EnrollRequest()
-                try request.parse(&scanner, secretField: secretField)
-                return request
-            }
-        } catch {
-            throw OsqueryError.badRequest("invalid enroll body: \(error)")
+    /// - Throws: `OsqueryBodyError` for malformed JSON or wrong types.
+    init(body: ByteBuffer, secretField: String) throws(OsqueryBodyError) {
+        self = try body.scanOsqueryBody("enroll") { (scanner) throws(JSONError) -> EnrollRequest in
+            var request = EnrollRequest()
+            try request.parse(&scanner, secretField: secretField)
+            return request
         }
     }
 

@@ -1,0 +1,30 @@
+import Foundation
+import Logging
+import Sinks
+
+/// The ingest step: a decoded body from an authenticated node becomes records, and the records
+/// become durable in the pipeline.
+///
+/// The logger and distributed write endpoints both end here, as will anything else that takes
+/// agent output (an upstream tee), so what a batch becomes, and what the agent hears when it cannot
+/// be stored, are decided once. A refused batch is answered with the 503 body and Retry-After:
+/// osquery keeps the batch and sends it again, so a full or failing disk loses nothing.
+struct Ingest: Sendable {
+    let pipeline: LogPipeline
+
+    /// Stores `batch` as records of `node`; returns only once they are durable, and only then may
+    /// the agent be told `{}`.
+    /// - Parameters:
+    ///   - receivedAt: when the request arrived; every record carries it.
+    ///   - logger: the request's logger, for the line that says a batch was refused.
+    /// - Throws: `OsqueryError.spoolFull` when the spool cannot take the records.
+    func append(_ batch: some LogBatch, from node: NodeRecord, receivedAt: Date, logger: Logger) async throws {
+        let records = batch.records(for: node, receivedAt: receivedAt)
+        do {
+            try await pipeline.append(records)
+        } catch let error as SinkError {
+            logger.error("log batch not durable; agent will retry", metadata: ["gw.error": "\(error)", "gw.records": "\(records.count)"])
+            throw OsqueryError.spoolFull("logs cannot be stored right now; keep them and retry")
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The success answers of the osquery endpoints (docs/protocol.md): 200 with a JSON body.
+///
+/// osquery judges an answer by its body, not its status (docs/protocol.md#status-codes): `{}` is
+/// what makes it delete a logger batch or distributed results, so `accepted` goes out only after
+/// the records are durable. Failures are `OsqueryError`'s bodies.
+enum OsqueryResponse {
+    /// enroll: the new key, sent this once, and `node_invalid: false`.
+    static func enrolled(nodeKey: String) -> Response {
+        json(ByteBuffer(string: "{\"node_key\":\(JSONValue.quoted(nodeKey)),\"node_invalid\":false}"))
+    }
+
+    /// config: the rendered config, gzipped only for an agent that accepts it (osquery 5.21+
+    /// `--tls_accept_gzip`); others cannot read it.
+    static func config(_ config: AgentConfigService.Rendered, gzip: Bool) -> Response {
+        guard gzip else { return json(config.json) }
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .contentEncoding: "gzip"],
+            body: .init(byteBuffer: config.gzipped))
+    }
+
+    /// logger and distributed write: the batch is stored, the agent may drop it.
+    static var accepted: Response { json(emptyObject) }
+
+    /// distributed read: no queries for this node.
+    static var noQueries: Response { json(noQueriesObject) }
+
+    static func json(_ body: ByteBuffer) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+    }
+
+    private static let emptyObject = ByteBuffer(string: "{}")
+    private static let noQueriesObject = ByteBuffer(string: "{\"queries\":{}}")
+}
