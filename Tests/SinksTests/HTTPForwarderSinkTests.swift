@@ -1,10 +1,10 @@
-import Support
 import Foundation
 import HTTPTypes
 import NIOConcurrencyHelpers
 import NIOCore
-import Testing
 @testable import Sinks
+import Support
+import Testing
 
 /// The forwarder against a real HTTP receiver: retries, rejections, Retry-After, formats, outages.
 @Suite struct HTTPForwarderSinkTests {

@@ -1,6 +1,6 @@
+@testable import Sinks
 import Support
 import Testing
-@testable import Sinks
 
 @Suite struct SinkMatchTests {
     @Test func everyGivenConditionMustHold() {

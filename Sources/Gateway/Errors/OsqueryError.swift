@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Support
 
 /// Every failure an agent can see, rendered as osquery expects it (docs/protocol.md#errors).
 ///
@@ -78,8 +79,8 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
 
     /// The exact body the agent receives.
     var body: String {
-        var text = "{\"error\":\(JSONValue.quoted(message))"
-        if let errorID { text += ",\"id\":\(JSONValue.quoted(errorID))" }
+        var text = "{\"error\":\(JSONString.quoted(message))"
+        if let errorID { text += ",\"id\":\(JSONString.quoted(errorID))" }
         if nodeInvalid { text += ",\"node_invalid\":true" }
         return text + "}"
     }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Sinks
+import Support
 
 /// A decoded osquery body that carries agent output: what the ingest step turns into records.
 ///
@@ -29,12 +30,12 @@ extension DistributedWriteRequest: LogBatch {
     /// `{"name":<id>,"hostIdentifier":…,"unixTime":…,"status":…,"message":…,"stats":…,"rows":[…]}`,
     /// with the agent's own JSON for every value (ids missing from a map get `0`, `""`, `{}` or `[]`).
     func records(for node: NodeRecord, receivedAt: Date) -> [LogRecord] {
-        let host = JSONValue.quoted(node.hostIdentifier)
+        let host = JSONString.quoted(node.hostIdentifier)
         let time = Int(receivedAt.timeIntervalSince1970)
         let platform = OsqueryPlatform.primary(platformType: node.platformType)
         return results.map { result in
             var json = ByteBuffer()
-            json.writeString("{\"name\":\(JSONValue.quoted(result.id)),\"hostIdentifier\":\(host),\"unixTime\":\(time),\"status\":")
+            json.writeString("{\"name\":\(JSONString.quoted(result.id)),\"hostIdentifier\":\(host),\"unixTime\":\(time),\"status\":")
             json.writeImmutableBuffer(result.status ?? ByteBuffer(string: "0"))
             json.writeString(",\"message\":")
             json.writeImmutableBuffer(result.message ?? ByteBuffer(string: "\"\""))

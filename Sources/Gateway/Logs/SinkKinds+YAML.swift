@@ -1,5 +1,5 @@
-import Sinks
 import NIOHTTP1
+import Sinks
 import Support
 
 extension FileSink.Configuration {

@@ -1,5 +1,6 @@
 import NIOCore
 import Sinks
+import Support
 
 /// A logger body (docs/protocol.md#logger): `{"node_key", "log_type", "data": [item, ...]}`.
 ///
@@ -24,7 +25,7 @@ struct LoggerRequest: Sendable, NodeKeyed {
         let parser = try body.parseOsqueryBody("logger", with: Parser(body: body))
         guard let logType = parser.logType else { throw OsqueryBodyError("log_type is missing") }
         guard logType == "result" || logType == "status" else {
-            throw OsqueryBodyError("unknown log_type \(JSONValue.quoted(logType))")
+            throw OsqueryBodyError("unknown log_type \(JSONString.quoted(logType))")
         }
         self.nodeKey = parser.nodeKey
         self.kind = logType == "result" ? .result : .status

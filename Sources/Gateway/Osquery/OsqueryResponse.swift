@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Support
 
 /// The success answers of the osquery endpoints (docs/protocol.md): 200 with a JSON body.
 ///
@@ -10,16 +11,16 @@ import NIOCore
 enum OsqueryResponse {
     /// enroll: the new key, sent this once, and `node_invalid: false`.
     static func enrolled(nodeKey: String) -> Response {
-        json(ByteBuffer(string: "{\"node_key\":\(JSONValue.quoted(nodeKey)),\"node_invalid\":false}"))
+        json(ByteBuffer(string: "{\"node_key\":\(JSONString.quoted(nodeKey)),\"node_invalid\":false}"))
     }
 
-    /// config: the rendered config, gzipped only for an agent that accepts it (osquery 5.21+
-    /// `--tls_accept_gzip`); others cannot read it.
-    static func config(_ config: AgentConfigService.Rendered, gzip: Bool) -> Response {
-        guard gzip else { return json(config.json) }
+    /// config: the rendered config (`json`, and the same `gzipped`), gzipped only for an agent
+    /// that accepts it (osquery 5.21+ `--tls_accept_gzip`); others cannot read it.
+    static func config(json config: ByteBuffer, gzipped: ByteBuffer, acceptsGzip: Bool) -> Response {
+        guard acceptsGzip else { return json(config) }
         return Response(
             status: .ok, headers: [.contentType: "application/json", .contentEncoding: "gzip"],
-            body: .init(byteBuffer: config.gzipped))
+            body: .init(byteBuffer: gzipped))
     }
 
     /// logger and distributed write: the batch is stored, the agent may drop it.

@@ -48,7 +48,7 @@ struct OsqueryRoutes: Sendable {
             throw OsqueryError.noConfig("no osquery config is available yet")
         }
         let gzip = request.headers[.acceptEncoding]?.lowercased().contains("gzip") == true
-        return OsqueryResponse.config(config, gzip: gzip)
+        return OsqueryResponse.config(json: config.json, gzipped: config.gzipped, acceptsGzip: gzip)
     }
 
     func log(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {

@@ -1,7 +1,7 @@
 import Crypto
 import NIOSSL
-import SwiftASN1
 import Support
+import SwiftASN1
 import X509
 
 /// The verified client certificate of a connection, reduced to what authentication and logs need.

@@ -105,11 +105,6 @@ extension JSONValue {
             out.append(UInt8(ascii: "}"))
         }
     }
-
-    /// `text` as a JSON string literal.
-    static func quoted(_ text: String) -> String {
-        JSONString.quoted(text)
-    }
 }
 
 extension JSONValue {
@@ -124,7 +119,7 @@ extension JSONValue {
             var seen = Set<String>()
             let members = object.members.filter { seen.insert($0.key).inserted }
                 .sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
-            return "{\n" + members.map { pad + Self.quoted($0.key) + ": " + $0.value.prettyJSON(indent: indent + 1) }
+            return "{\n" + members.map { pad + JSONString.quoted($0.key) + ": " + $0.value.prettyJSON(indent: indent + 1) }
                 .joined(separator: ",\n") + "\n\(close)}"
         default:
             return String(decoding: canonicalJSON(), as: UTF8.self)

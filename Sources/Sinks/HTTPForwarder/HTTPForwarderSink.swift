@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-import CompressNIO
 import CZstd
+import CompressNIO
 import Foundation
 import NIOCore
 import NIOHTTP1

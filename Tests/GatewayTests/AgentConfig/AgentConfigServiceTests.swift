@@ -1,10 +1,10 @@
-import Support
 import Foundation
+@testable import Gateway
 import Logging
 import NIOCore
 import Sinks
+import Support
 import Testing
-@testable import Gateway
 
 /// Sources, targeting, caching and last-good behaviour of `AgentConfigService`, on real files.
 @Suite struct AgentConfigServiceTests {

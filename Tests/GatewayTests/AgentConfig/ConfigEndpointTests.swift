@@ -1,14 +1,14 @@
-import Support
 import CompressNIO
 import Foundation
+@testable import Gateway
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Support
 import Testing
-@testable import Gateway
 
 /// The merged config over TLS, as an agent receives it, and HTTP sources against a real HTTP server.
 @Suite struct ConfigEndpointTests {
