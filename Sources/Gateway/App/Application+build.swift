@@ -84,7 +84,8 @@ enum GatewayApplication {
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
-            running: configuration, identity: identity, secrets: secrets, agentConfig: agentConfig, pipeline: pipeline,
+            running: configuration,
+            live: .init(identity: identity, secrets: secrets, agentConfig: agentConfig, pipeline: pipeline),
             listensForSignals: handleSignals, logger: logger)
         services.append(reloader)
         services.insert(ShutdownAction { for source in agentConfig.sources { await (source as? HTTPConfigSource)?.shutdown() } }, at: 0)

@@ -36,12 +36,7 @@ struct ConfigRenderCommand: AsyncParsableCommand {
     @Option(help: "Client certificate subject, common name or DNS name.") var certificate: [String] = []
 
     func run() async throws {
-        let configuration: GatewayConfiguration
-        do {
-            configuration = try options.load()
-        } catch let failure as CommandFailure {
-            failure.exit()
-        }
+        let configuration = CommandFailure.exitOnFailure { try options.load() }
         var logger = Logger(label: "osquery-gateway")
         logger.logLevel = .critical
         let service = try AgentConfigService(configuration: configuration.agentConfig, tagsBySecret: configuration.tagsBySecret, logger: logger)

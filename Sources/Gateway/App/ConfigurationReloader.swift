@@ -18,23 +18,26 @@ import UnixSignals
 /// - A file that does not load or check is refused with its problems; the running configuration
 ///   stays. Either way file sinks reopen their files (for logrotate) and config sources are re-read.
 final class ConfigurationReloader: Service, Sendable {
+    /// The running parts a reload changes in place.
+    struct Live: Sendable {
+        var identity: ServingIdentity
+        var secrets: EnrollSecrets
+        var agentConfig: AgentConfigService
+        var pipeline: LogPipeline
+    }
+
     private let running: NIOLockedValueBox<GatewayConfiguration>
-    private let identity: ServingIdentity
-    private let secrets: EnrollSecrets
-    private let agentConfig: AgentConfigService
-    private let pipeline: LogPipeline
+    private let live: Live
     private let listensForSignals: Bool
     private let logger: Logger
+    private var identity: ServingIdentity { live.identity }
+    private var secrets: EnrollSecrets { live.secrets }
+    private var agentConfig: AgentConfigService { live.agentConfig }
+    private var pipeline: LogPipeline { live.pipeline }
 
-    init(
-        running: GatewayConfiguration, identity: ServingIdentity, secrets: EnrollSecrets, agentConfig: AgentConfigService,
-        pipeline: LogPipeline, listensForSignals: Bool, logger: Logger
-    ) {
+    init(running: GatewayConfiguration, live: Live, listensForSignals: Bool, logger: Logger) {
         self.running = NIOLockedValueBox(running)
-        self.identity = identity
-        self.secrets = secrets
-        self.agentConfig = agentConfig
-        self.pipeline = pipeline
+        self.live = live
         self.listensForSignals = listensForSignals
         self.logger = logger
     }

@@ -93,6 +93,17 @@ extension CommandFailure {
         FileHandle.standardError.write(Data((description + "\n").utf8))
         Foundation.exit(exitCode)
     }
+
+    /// Runs a command's work; an error it throws is printed and ends the process with its exit
+    /// code (78 configuration, 64 usage, 1 anything else), the one way every command fails.
+    static func exitOnFailure<T>(_ work: () throws -> T) -> T {
+        do { return try work() } catch { CommandFailure(error).exit() }
+    }
+
+    /// `exitOnFailure` for asynchronous work.
+    static func exitOnFailure<T>(_ work: () async throws -> T) async -> T {
+        do { return try await work() } catch { CommandFailure(error).exit() }
+    }
 }
 
 /// The gateway's version, printed by `--version`.

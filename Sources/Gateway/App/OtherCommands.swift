@@ -28,12 +28,8 @@ struct InitCommand: ParsableCommand {
         guard ListenAddress(parsing: listen) != nil else {
             throw ValidationError("--listen must look like host:port")
         }
-        do {
-            let written = try DevelopmentSetup.initialize(directory: dir, hostnames: hostnames, listen: listen)
-            print(written.isEmpty ? "nothing to do: every file exists in \(dir)" : "wrote:\n" + written.map { "  " + $0 }.joined(separator: "\n"))
-        } catch {
-            CommandFailure(error).exit()
-        }
+        let written = CommandFailure.exitOnFailure { try DevelopmentSetup.initialize(directory: dir, hostnames: hostnames, listen: listen) }
+        print(written.isEmpty ? "nothing to do: every file exists in \(dir)" : "wrote:\n" + written.map { "  " + $0 }.joined(separator: "\n"))
     }
 }
 
@@ -51,14 +47,13 @@ struct CheckConfigCommand: AsyncParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() async throws {
-        do {
+        let configuration = await CommandFailure.exitOnFailure {
             let configuration = try options.load()
             try await configuration.checkServable()
-            print("configuration ok: \(configuration.file ?? "")")
-            if let warning = AgentFlags(configuration: configuration).hostnameWarning { print(warning) }
-        } catch {
-            CommandFailure(error).exit()
+            return configuration
         }
+        print("configuration ok: \(configuration.file ?? "")")
+        if let warning = AgentFlags(configuration: configuration).hostnameWarning { print(warning) }
     }
 }
 
@@ -77,13 +72,8 @@ struct FlagsCommand: ParsableCommand {
     var hostname: String?
 
     func run() throws {
-        do {
-            let configuration = try options.load()
-            let flags = AgentFlags(configuration: configuration, hostname: hostname)
-            print(flags.lines.joined(separator: "\n"))
-            if let warning = flags.hostnameWarning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
-        } catch {
-            CommandFailure(error).exit()
-        }
+        let flags = AgentFlags(configuration: CommandFailure.exitOnFailure { try options.load() }, hostname: hostname)
+        print(flags.lines.joined(separator: "\n"))
+        if let warning = flags.hostnameWarning { FileHandle.standardError.write(Data((warning + "\n").utf8)) }
     }
 }

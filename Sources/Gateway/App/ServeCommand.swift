@@ -32,23 +32,21 @@ struct ServeCommand: AsyncParsableCommand {
     var listen: String?
 
     func run() async throws {
-        var configuration: GatewayConfiguration
-        do {
+        let configuration = await CommandFailure.exitOnFailure {
             if options.resolvedPath() == nil {
                 try DevelopmentSetup.initialize(directory: "data", hostnames: ["localhost", "127.0.0.1", "::1"], listen: listen ?? "127.0.0.1:8443")
             }
-            configuration = try options.load()
+            var loaded = try options.load()
             if let listen {
                 guard let parsed = ListenAddress(parsing: listen) else {
                     throw CommandFailure.usage("--listen must look like host:port, found \"\(listen)\"")
                 }
-                configuration.listen = parsed
-                configuration.listenFromCommandLine = true
+                loaded.listen = parsed
+                loaded.listenFromCommandLine = true
             }
-            if configuration.development { try DevelopmentSetup.ensure(configuration) }
-            try await configuration.checkServable()
-        } catch {
-            CommandFailure(error).exit()
+            if loaded.development { try DevelopmentSetup.ensure(loaded) }
+            try await loaded.checkServable()
+            return loaded
         }
         umask(0o077)
         LoggingSystem.bootstrap { label in
@@ -61,11 +59,10 @@ struct ServeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let flags = AgentFlags(configuration: configuration)
-        let listen = configuration.listen
-        let services: [any Service]
-        do {
-            services = try await GatewayApplication.build(configuration, logger: logger, metrics: registry) { port in
-                let bound = ListenAddress(host: listen.host, port: port)
+        let address = configuration.listen
+        let services = await CommandFailure.exitOnFailure {
+            try await GatewayApplication.build(configuration, logger: logger, metrics: registry) { port in
+                let bound = ListenAddress(host: address.host, port: port)
                 var flags = flags
                 flags.port = port
                 logger.notice("serving the osquery TLS API", metadata: ["gw.listen": "\(bound.description)"])
@@ -74,8 +71,6 @@ struct ServeCommand: AsyncParsableCommand {
                 if let warning = flags.hostnameWarning { print(warning + "\n") }
                 fflush(nil)
             }
-        } catch {
-            CommandFailure(error).exit()
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {

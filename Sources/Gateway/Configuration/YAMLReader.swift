@@ -168,30 +168,26 @@ final class MappingReader {
 
     /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or a plain byte count, at least `minimum`.
     func size(_ name: String, minimum: Int = 0) -> Int? {
-        guard let text = string(name) else { return nil }
-        guard let bytes = ByteSize.parse(text) else {
-            reader.report(key(name), value(name), "expected a size such as 64MiB or 1GiB, found \"\(text)\"")
-            return nil
-        }
-        guard bytes >= minimum else {
-            reader.report(key(name), value(name), "must be at least \(minimum) bytes, found \"\(text)\"")
-            return nil
-        }
-        return bytes
+        measure(name, ByteSize.parse, expected: "a size such as 64MiB or 1GiB", minimum: minimum, shown: "\(minimum) bytes")
     }
 
     /// A duration such as `250ms`, `30s`, `5m`, `1h` or `1d`, at least `minimum`.
     func duration(_ name: String, minimum: Duration = .zero) -> Duration? {
+        measure(name, DurationText.parse, expected: "a duration such as 30s, 5m or 1h", minimum: minimum, shown: "\(minimum)")
+    }
+
+    /// A quantity `parse` reads from the text of `name`, at least `minimum`.
+    private func measure<T: Comparable>(_ name: String, _ parse: (String) -> T?, expected: String, minimum: T, shown: String) -> T? {
         guard let text = string(name) else { return nil }
-        guard let duration = DurationText.parse(text) else {
-            reader.report(key(name), value(name), "expected a duration such as 30s, 5m or 1h, found \"\(text)\"")
+        guard let parsed = parse(text) else {
+            reader.report(key(name), value(name), "expected \(expected), found \"\(text)\"")
             return nil
         }
-        guard duration >= minimum else {
-            reader.report(key(name), value(name), "must be at least \(minimum), found \"\(text)\"")
+        guard parsed >= minimum else {
+            reader.report(key(name), value(name), "must be at least \(shown), found \"\(text)\"")
             return nil
         }
-        return duration
+        return parsed
     }
 
     /// A file the operator provides, resolved against the configuration file's folder.
