@@ -19,7 +19,7 @@ struct DeadLetterFile: Sendable {
             buffer.writeImmutableBuffer(record.json)
             buffer.writeString("}\n")
         }
-        try FileSink.makeDirectory((path as NSString).deletingLastPathComponent)
+        try Directory.make((path as NSString).deletingLastPathComponent)
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SinkError.io("cannot open dead-letter file \(path)") }
         defer { _ = close(fd) }

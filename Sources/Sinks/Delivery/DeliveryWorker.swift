@@ -9,6 +9,9 @@ public import ServiceLifecycle
 ///
 /// Each sink has its own worker and cursor, so a slow or dead destination never delays agents or
 /// the other sinks: it only falls behind, and the spool keeps what it has not taken yet.
+///
+/// What to do next is decided by a `DeliveryStateMachine`; the worker does the I/O, the status,
+/// metrics and logs, and feeds each result back.
 public final class DeliveryWorker: Service, Sendable {
     /// What `/health` reports of this sink.
     public struct Status: Sendable {
@@ -90,86 +93,107 @@ public final class DeliveryWorker: Service, Sendable {
         } catch {
             logger.warning("sink health check failed; records stay in the spool until it recovers", metadata: ["gw.error": "\(error)"])
         }
-        var position = spool.cursor(of: sink.name)
-        var attempt = 0
-        var lastTick = ContinuousClock.now
-        var waitedAt: Spool.Position?
-        let batching = sink.batching
-        while ServiceLoop.keepRunning {
-            let read: (records: [LogRecord], next: Spool.Position)
-            do {
-                read = try spool.read(from: position, maxRecords: batching.maxRecords, maxBytes: batching.maxBytes)
-            } catch {
-                failed("cannot read the spool: \(error)")
-                logger.error("cannot read the spool", metadata: ["gw.error": "\(error)", "gw.position": "\(position)"])
-                await pause(.seconds(1))
-                continue
-            }
-            let durable = spool.durablePosition
-            let lag = durable.segment == position.segment ? durable.offset - position.offset : 0
-            lagBytes.record(lag)
-            statusBox.withLockedValue { $0.lagBytes = lag }
-            if read.records.isEmpty {
-                lagSeconds.record(0)
-                statusBox.withLockedValue { $0.lagSeconds = 0 }
-                if ContinuousClock.now - lastTick >= .seconds(1) {
-                    await sink.tick()
-                    lastTick = .now
+        // The decisions are the state machine's; this loop only carries them out and reports back.
+        var machine = DeliveryStateMachine(cursor: spool.cursor(of: sink.name), batching: sink.batching, match: match,
+                                           backoff: backoff, pollInterval: pollInterval)
+        var action = machine.start()
+        while true {
+            switch action {
+            case .read(let position):
+                // Checked before every read, as between any two batches: shutdown or cancellation ends
+                // the loop here, never between a delivery and its cursor save.
+                guard ServiceLoop.keepRunning else {
+                    action = machine.shutdown() ?? .stop
+                    continue
                 }
-                await pause(pollInterval)
-                continue
-            }
-            let batch = match.matchesEverything ? read.records : read.records.filter(match.matches)
-            if batch.isEmpty {
-                position = read.next
+                if let batch = read(from: position, batching: machine.batching) {
+                    action = machine.readCompleted(batch.records, next: batch.next)
+                } else {
+                    action = machine.readFailed()
+                }
+            case .wait(let duration), .backOff(let duration, _):
+                await pause(duration)
+                action = machine.timerFired()
+            case .tick:
+                await sink.tick()
+                action = machine.tickCompleted()
+            case .deliver(let batch):
+                let outcome = await deliver(batch)
+                action = machine.deliveryCompleted(outcome)
+                report(outcome, of: batch, next: action)
+            case .writeDeadLetter(let batch, let reason):
+                action = writeDeadLetter(batch, reason: reason) ? machine.deadLetterWritten() : machine.deadLetterFailed()
+            case .saveCursor(let position):
                 save(position)
-                continue
+                action = machine.cursorSaved()
+            case .stop:
+                return
             }
-            // A partial batch may wait a little for more (HTTP sinks batch by time as well).
-            if batching.maxWait > .zero, batch.count < batching.maxRecords, waitedAt != position,
-                let oldest = batch.first?.receivedAt, Date().timeIntervalSince(oldest) < batching.maxWait.seconds
-            {
-                waitedAt = position
-                await pause(batching.maxWait)
-                continue
-            }
-            let age = Date().timeIntervalSince(batch[0].receivedAt)
-            lagSeconds.record(age)
-            statusBox.withLockedValue { $0.lagSeconds = age }
-            switch await sink.deliver(batch) {
-            case .delivered:
-                succeeded()
-                delivered.increment(by: batch.count)
-                attempt = 0
-                position = read.next
-                save(position)
-            case .retry(let reason, let after):
-                failed(reason)
-                retried.increment()
-                let delay = backoff.delay(attempt: attempt, hint: after)
-                attempt += 1
+        }
+    }
+
+    /// Reads a batch at `position` and records the lag; nil (logged, reported) when the spool fails.
+    private func read(from position: Spool.Position, batching: Batching) -> (records: [LogRecord], next: Spool.Position)? {
+        let result: (records: [LogRecord], next: Spool.Position)
+        do {
+            result = try spool.read(from: position, maxRecords: batching.maxRecords, maxBytes: batching.maxBytes)
+        } catch {
+            failed("cannot read the spool: \(error)")
+            logger.error("cannot read the spool", metadata: ["gw.error": "\(error)", "gw.position": "\(position)"])
+            return nil
+        }
+        let durable = spool.durablePosition
+        let lag = durable.segment == position.segment ? durable.offset - position.offset : 0
+        lagBytes.record(lag)
+        statusBox.withLockedValue { $0.lagBytes = lag }
+        if result.records.isEmpty {
+            lagSeconds.record(0)
+            statusBox.withLockedValue { $0.lagSeconds = 0 }
+        }
+        return result
+    }
+
+    private func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
+        let age = Date().timeIntervalSince(batch[0].receivedAt)
+        lagSeconds.record(age)
+        statusBox.withLockedValue { $0.lagSeconds = age }
+        return await sink.deliver(batch)
+    }
+
+    /// Status, metrics and logs for what the sink answered (a rejection is reported once it is
+    /// dead-lettered).
+    private func report(_ outcome: DeliveryOutcome, of batch: [LogRecord], next: DeliveryStateMachine.Action) {
+        switch outcome {
+        case .delivered:
+            succeeded()
+            delivered.increment(by: batch.count)
+        case .retry(let reason, _):
+            failed(reason)
+            retried.increment()
+            if case .backOff(let delay, let attempt) = next {
                 logger.warning("delivery failed; retrying", metadata: [
                     "gw.reason": "\(reason)", "gw.attempt": "\(attempt)", "gw.records": "\(batch.count)", "gw.delay": "\(delay)",
                 ])
-                await pause(delay)
-            case .rejected(let reason):
-                do {
-                    try deadLetter.write(batch, sink: sink.name, reason: reason)
-                } catch {
-                    failed("cannot write the dead-letter file: \(error)")
-                    logger.error("cannot write the dead-letter file; retrying", metadata: ["gw.error": "\(error)"])
-                    await pause(.seconds(1))
-                    continue
-                }
-                rejected.increment(by: batch.count)
-                logger.error("batch rejected; written to the dead-letter file", metadata: [
-                    "gw.reason": "\(reason)", "gw.records": "\(batch.count)", "gw.dead_letter": "\(deadLetter.path)",
-                ])
-                attempt = 0
-                position = read.next
-                save(position)
             }
+        case .rejected:
+            break
         }
+    }
+
+    /// Writes a rejected batch to the dead-letter file; false (logged, reported) when that fails.
+    private func writeDeadLetter(_ batch: [LogRecord], reason: String) -> Bool {
+        do {
+            try deadLetter.write(batch, sink: sink.name, reason: reason)
+        } catch {
+            failed("cannot write the dead-letter file: \(error)")
+            logger.error("cannot write the dead-letter file; retrying", metadata: ["gw.error": "\(error)"])
+            return false
+        }
+        rejected.increment(by: batch.count)
+        logger.error("batch rejected; written to the dead-letter file", metadata: [
+            "gw.reason": "\(reason)", "gw.records": "\(batch.count)", "gw.dead_letter": "\(deadLetter.path)",
+        ])
+        return true
     }
 
     private func save(_ position: Spool.Position) {
@@ -189,12 +213,5 @@ public final class DeliveryWorker: Service, Sendable {
         } else {
             await ServiceLoop.pause(duration)
         }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let parts = components
-        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
     }
 }

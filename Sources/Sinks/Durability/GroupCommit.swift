@@ -6,6 +6,10 @@ import NIOPosix
 /// requests per second. Writers instead report the sequence number of their completed write and wait;
 /// one sync runs at a time and covers every write that completed before it started, so it wakes every
 /// waiter whose sequence number it covers. Writers that arrive during a sync are covered by the next one.
+///
+/// A sync that throws fails the waiters it covers and leaves `synced` where it was; the next waiter
+/// starts a new sync. That new sync must not vouch for writes the failed one lost: its owner decides
+/// what a failed fsync means (the spool discards the writes and checks each append against them).
 actor GroupCommit {
     private let sync: @Sendable () throws -> Void
     private let window: Duration

@@ -67,7 +67,7 @@ public final class FileSink: Sink {
     /// - Throws: `SinkError.io` when the folder cannot be created.
     public init(configuration: Configuration) throws {
         self.configuration = configuration
-        try Self.makeDirectory(configuration.directory)
+        try Directory.make(configuration.directory)
         let files = self.files
         let directory = configuration.directory
         self.commit = GroupCommit {
@@ -82,7 +82,7 @@ public final class FileSink: Sink {
                 files.withLockedValue { _ = $0.dirty.insert(fd) }
                 throw SinkError.io("fsync failed in \(directory): \(String(cString: strerror(errno)))")
             }
-            if syncDirectory { try Self.syncDirectory(directory) }
+            if syncDirectory { try Directory.sync(directory) }
         }
     }
 
@@ -234,22 +234,5 @@ public final class FileSink: Sink {
         state.descriptors[name] = OpenFile(fd: fd, size: size, openedAt: .now)
         if !existed { state.directoryNeedsSync = true }
         return fd
-    }
-
-    static func makeDirectory(_ path: String) throws {
-        var current = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            current += "/" + component
-            if mkdir(current, 0o700) != 0 && errno != EEXIST {
-                throw SinkError.io("cannot create \(current): \(String(cString: strerror(errno)))")
-            }
-        }
-    }
-
-    static func syncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SinkError.io("cannot open folder \(path)") }
-        defer { _ = Glibc.close(fd) }
-        if fsync(fd) != 0 { throw SinkError.io("fsync of folder \(path) failed") }
     }
 }

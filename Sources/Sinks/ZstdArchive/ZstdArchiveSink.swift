@@ -56,7 +56,7 @@ public final class ZstdArchiveSink: Sink {
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
-        try FileSink.makeDirectory(configuration.directory)
+        try Directory.make(configuration.directory)
         recoveryReport = try Self.salvagePartials(in: configuration.directory, level: Int32(configuration.level))
     }
 
@@ -121,7 +121,7 @@ public final class ZstdArchiveSink: Sink {
 
     private func start(hour: String) throws -> OpenArchive {
         let folder = configuration.directory + "/" + (hour as NSString).deletingLastPathComponent
-        try FileSink.makeDirectory(folder)
+        try Directory.make(folder)
         let prefix = (hour as NSString).lastPathComponent + "-"
         let existing = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         let sequence = (existing.compactMap { name -> Int? in
@@ -131,7 +131,7 @@ public final class ZstdArchiveSink: Sink {
         let path = folder + "/" + prefix + String(format: "%04d", sequence) + ".jsonl.zst.partial"
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SinkError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
-        try FileSink.syncDirectory(folder)
+        try Directory.sync(folder)
         return OpenArchive(fd: fd, path: path, hour: hour, compressor: try ZstdCompressor(level: Int32(configuration.level)))
     }
 
@@ -143,7 +143,7 @@ public final class ZstdArchiveSink: Sink {
         _ = Glibc.close(archive.fd)
         let final = String(archive.path.dropLast(".partial".count))
         guard rename(archive.path, final) == 0 else { throw SinkError.io("cannot rename \(archive.path)") }
-        try FileSink.syncDirectory((final as NSString).deletingLastPathComponent)
+        try Directory.sync((final as NSString).deletingLastPathComponent)
     }
 
     /// `YYYY/MM/DD/HH` in UTC.

@@ -5,7 +5,8 @@ import CZstd
 
 /// One zstd compression stream (libzstd's `ZSTD_CCtx`), producing a single frame.
 ///
-/// Not thread-safe: its owner serialises access.
+/// Shared by the archive sink (one stream per file, flushed per batch) and the HTTP forwarder (one
+/// frame per request body), so it belongs to neither. Not thread-safe: its owner serialises access.
 final class ZstdCompressor: @unchecked Sendable {
     private let context: OpaquePointer
     private var output: [UInt8]
@@ -39,36 +40,5 @@ final class ZstdCompressor: @unchecked Sendable {
     static func check(_ code: Int) throws -> Int {
         if ZSTD_isError(code) != 0 { throw SinkError.io("zstd: \(String(cString: ZSTD_getErrorName(code)))") }
         return code
-    }
-}
-
-/// Decompresses as much of a (possibly unfinished) zstd stream as can be decoded: what a crash left
-/// in a `.partial` archive. Everything written up to the last flush is recovered.
-enum ZstdSalvage {
-    static func decompress(_ data: [UInt8]) -> [UInt8] {
-        guard let context = ZSTD_createDCtx() else { return [] }
-        defer { ZSTD_freeDCtx(context) }
-        var result: [UInt8] = []
-        var output = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
-        data.withUnsafeBytes { input in
-            var inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
-            output.withUnsafeMutableBytes { out in
-                while inBuffer.pos < inBuffer.size {
-                    var outBuffer = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
-                    let code = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
-                    result.append(contentsOf: out[0..<outBuffer.pos])
-                    if ZSTD_isError(code) != 0 { return }
-                    if outBuffer.pos == 0 && code != 0 && inBuffer.pos == inBuffer.size { return }
-                }
-                // Drain what the decoder still holds.
-                while true {
-                    var outBuffer = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
-                    let code = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
-                    result.append(contentsOf: out[0..<outBuffer.pos])
-                    if ZSTD_isError(code) != 0 || outBuffer.pos == 0 { return }
-                }
-            }
-        }
-        return result
     }
 }
