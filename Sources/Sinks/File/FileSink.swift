@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-public import NIOCore
+import NIOCore
 import NIOConcurrencyHelpers
 import NIOPosix
 

@@ -40,8 +40,8 @@ final class GatewayChild: @unchecked Sendable {
         let folder = makeTemporaryDirectory("child")
         outputPath = folder + "/stdout"
         errorsPath = folder + "/stderr"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        FileManager.default.createFile(atPath: errorsPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorsPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: gatewayBinary)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }

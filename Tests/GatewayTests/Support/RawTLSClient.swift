@@ -12,7 +12,7 @@ final class RawTLSClient: @unchecked Sendable {
         let received = NIOLockedValueBox(ByteBuffer())
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var buffer = unwrapInboundIn(data)
-            received.withLockedValue { $0.writeBuffer(&buffer) }
+            _ = received.withLockedValue { $0.writeBuffer(&buffer) }
         }
     }
 

@@ -3,8 +3,8 @@ public import Foundation
 public import Logging
 import Metrics
 import NIOConcurrencyHelpers
-public import NIOCore
-public import ServiceLifecycle
+import NIOCore
+import ServiceLifecycle
 
 /// The one entry point routes hand log records to: the spool in front, one delivery worker per sink
 /// behind it.
