@@ -72,14 +72,9 @@ enum GatewayApplication {
         let http1 = HTTP1Channel.Configuration(
             additionalChannelHandlers: [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)],
             idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))
-        let app = Application(
-            router: router,
-            server: try .tls(.http1(configuration: http1), tlsConfiguration: tls),
-            configuration: .init(
-                address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: nil,
-                backlog: limits.backlog),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
-            logger: logger)
+        let agentListener = try AgentListener(
+            configuration: .init(address: configuration.listen, backlog: limits.backlog),
+            router: router, http1: http1, tls: tls, logger: logger, onServerRunning: onServerRunning)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
         services.append(pipeline.delivery)
@@ -89,7 +84,7 @@ enum GatewayApplication {
             listensForSignals: handleSignals, logger: logger)
         services.append(reloader)
         services.insert(ShutdownAction { for source in agentConfig.sources { await (source as? HTTPConfigSource)?.shutdown() } }, at: 0)
-        services.append(NamedService("agent listener on \(configuration.listen.description)", app))
+        services.append(NamedService("agent listener on \(configuration.listen.description)", agentListener))
         if let admin = configuration.admin, let registry {
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
