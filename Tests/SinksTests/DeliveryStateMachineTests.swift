@@ -51,8 +51,10 @@ import Testing
 
     func machine(_ batching: Batching = Batching(maxRecords: 3, maxBytes: 1 << 20), match: SinkMatch = SinkMatch(),
                  now: ContinuousClock.Instant = .now) -> DeliveryStateMachine {
-        DeliveryStateMachine(cursor: at(0), batching: batching, match: match, backoff: Backoff(base: .milliseconds(100), cap: .seconds(1)),
-                             pollInterval: .milliseconds(20), now: now)
+        DeliveryStateMachine(
+            cursor: at(0),
+            policy: .init(batching: batching, match: match, backoff: Backoff(base: .milliseconds(100), cap: .seconds(1)), pollInterval: .milliseconds(20)),
+            now: now)
     }
 
     @Test func aFullBatchIsDeliveredAndOnlyThenTheCursorSaved() {

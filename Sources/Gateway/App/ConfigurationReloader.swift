@@ -71,7 +71,7 @@ final class ConfigurationReloader: Service, Sendable {
             }
             try await next.checkServable()
         } catch {
-            logger.error("configuration not reloaded; the running one stays", metadata: ["gw.problems": "\(CommandFailure(error))"])
+            logger.error("configuration not reloaded; the running one stays", metadata: ["gw.problems": "\(error)"])
             await agentConfig.refresh(force: true)
             return
         }

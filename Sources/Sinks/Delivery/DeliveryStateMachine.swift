@@ -60,11 +60,20 @@ struct DeliveryStateMachine {
         case stopped
     }
 
-    let batching: Batching
-    let match: SinkMatch
-    let backoff: Backoff
-    /// How often an idle worker looks for new data.
-    let pollInterval: Duration
+    /// What the decisions depend on besides the spool's contents and the sink's answers.
+    struct Policy: Sendable {
+        var batching: Batching
+        var match = SinkMatch()
+        var backoff = Backoff()
+        /// How often an idle worker looks for new data.
+        var pollInterval: Duration = .milliseconds(20)
+    }
+
+    let policy: Policy
+    var batching: Batching { policy.batching }
+    private var match: SinkMatch { policy.match }
+    private var backoff: Backoff { policy.backoff }
+    private var pollInterval: Duration { policy.pollInterval }
     /// Where the sink reads next: moves only when a batch is delivered, dead-lettered or filtered out.
     private(set) var cursor: Spool.Position
     /// Failed deliveries of the current batch in a row.
@@ -76,13 +85,9 @@ struct DeliveryStateMachine {
     /// A shutdown came while a step was in flight: stop once it is done with.
     private var stopRequested = false
 
-    init(cursor: Spool.Position, batching: Batching, match: SinkMatch = SinkMatch(), backoff: Backoff = Backoff(),
-         pollInterval: Duration = .milliseconds(20), now: ContinuousClock.Instant = .now) {
+    init(cursor: Spool.Position, policy: Policy, now: ContinuousClock.Instant = .now) {
         self.cursor = cursor
-        self.batching = batching
-        self.match = match
-        self.backoff = backoff
-        self.pollInterval = pollInterval
+        self.policy = policy
         self.lastTick = now
     }
 

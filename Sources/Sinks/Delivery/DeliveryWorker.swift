@@ -54,13 +54,11 @@ public final class DeliveryWorker: Service, Sendable {
     }
 
     public let sink: any Sink
-    let match: SinkMatch
     let spool: Spool
     let deadLetter: DeadLetterFile
-    let backoff: Backoff
+    /// Batching, routing, backoff and polling: what the delivery decisions depend on.
+    let policy: DeliveryStateMachine.Policy
     let logger: Logger
-    /// How often an idle worker looks for new data.
-    let pollInterval: Duration
 
     private let delivered: Counter
     private let retried: Counter
@@ -71,11 +69,9 @@ public final class DeliveryWorker: Service, Sendable {
     public init(sink: any Sink, match: SinkMatch, spool: Spool, deadLetterPath: String, backoff: Backoff = Backoff(),
                 pollInterval: Duration = .milliseconds(20), logger: Logger) {
         self.sink = sink
-        self.match = match
         self.spool = spool
         self.deadLetter = DeadLetterFile(path: deadLetterPath)
-        self.backoff = backoff
-        self.pollInterval = pollInterval
+        policy = .init(batching: sink.batching, match: match, backoff: backoff, pollInterval: pollInterval)
         var logger = logger
         logger[metadataKey: "gw.sink"] = "\(sink.name)"
         self.logger = logger
@@ -94,8 +90,7 @@ public final class DeliveryWorker: Service, Sendable {
             logger.warning("sink health check failed; records stay in the spool until it recovers", metadata: ["gw.error": "\(error)"])
         }
         // The decisions are the state machine's; this loop only carries them out and reports back.
-        var machine = DeliveryStateMachine(cursor: spool.cursor(of: sink.name), batching: sink.batching, match: match,
-                                           backoff: backoff, pollInterval: pollInterval)
+        var machine = DeliveryStateMachine(cursor: spool.cursor(of: sink.name), policy: policy)
         var action = machine.start()
         while true {
             switch action {
