@@ -135,6 +135,21 @@ let package = Package(
             path: "Benchmarks/SinkBench",
             swiftSettings: swiftSettings
         ),
+        // osquery 5.23 fleet simulator (Benchmarks/README.md): N hosts on one NIO event loop, a new TLS
+        // connection per request, server CPU and RSS from /proc. Depends on no gateway target.
+        .executableTarget(
+            name: "fleet-sim",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Benchmarks/FleetSim",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "GatewayTests",
             dependencies: [
