@@ -45,7 +45,7 @@ struct CertificateNames {
         case 16: guard inet_ntop(AF_INET6, bytes, &text, socklen_t(text.count)) != nil else { return nil }
         default: return nil
         }
-        return String(cString: text)
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// `host` as `address` would print it, when it is an IP address.
