@@ -116,7 +116,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "GatewayMain",
-            dependencies: ["Gateway"],
+            dependencies: [
+                "Gateway",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // libFuzzer targets for the request decoders and the spool frame decoder (`make fuzz`);

@@ -6,7 +6,11 @@
 #   3. keep-alive POST /config with 20 sources and 200 queries merged (8 of osquery's shipped packs
 #      among them), vs /distributed/read on the same gateway (issue #4);
 #   4. logger ingest: 64 KiB osquery result bodies (each one different) over keep-alive TLS into the
-#      spool, requests per server CPU second, vs nginx `return 200` with the same bodies (issue #3).
+#      spool, requests per server CPU second, vs nginx `return 200` with the same bodies (issue #3);
+#   5. full handshakes (one distributed read each) per server CPU second with 0, 5k, 10k and 18k idle
+#      TLS connections open, as a fleet of osquery 5.23 agents leaves them (fleet-sim), vs nginx;
+#   6. hosts per server core at osquery's defaults (fleet-sim, FLEET_HOSTS hosts), vs nginx answering
+#      canned bodies.
 # Servers are pinned to core 0 and wrk to core 1. Prints requests/s and the ratios.
 # Needs: a release build, wrk, nginx, curl, taskset (util-linux). Rerun: `make bench`.
 set -euo pipefail
@@ -16,7 +20,16 @@ BIN=.build/release/osquery-gateway
 for tool in wrk nginx curl taskset; do
     command -v $tool >/dev/null || { echo "installing wrk nginx-light"; apt-get install -y -qq wrk nginx-light >/dev/null; break; }
 done
-[ -x "$BIN" ] || swift build -c release
+[ -x "$BIN" ] && [ -x .build/release/fleet-sim ] || make release
+SIM=.build/release/fleet-sim
+IDLE_LEVELS=${IDLE_LEVELS:-0 5000 10000 18000}
+
+# Thousands of idle connections from one address use up ephemeral ports, and then every connect()
+# searches longer for a free one: a client-side kernel cost that would show as a slower server.
+if [ "$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range)" -gt 1024 ]; then
+    sysctl -qw net.ipv4.ip_local_port_range="1024 65535" 2>/dev/null ||
+        echo "warning: cannot widen net.ipv4.ip_local_port_range; rows with 10k+ idle connections measure the client's port search too"
+fi
 
 WORK=$(mktemp -d /tmp/gw-bench.XXXXXX)
 GW_PORT=18443
@@ -62,6 +75,8 @@ tls:
 enrollment:
   secrets:
     - { name: default, file: enroll_secret.txt }
+limits:
+  idle_timeout: 10m                  # idle connections stay for the idle-connection rows
 spool:
   max_size: 50GiB
 sinks:
@@ -79,10 +94,13 @@ cat > "$WORK/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
 http {
   access_log off;
   keepalive_requests 10000000;
+  keepalive_timeout 600s;
+  client_header_timeout 600s;
   server {
     listen 127.0.0.1:$NGINX_PORT ssl;
     ssl_certificate $WORK/gw/tls/server.pem;
@@ -92,7 +110,13 @@ http {
     ssl_session_tickets off;
     client_max_body_size 1m;
     client_body_buffer_size 128k;
-    location / { default_type application/json; return 200 '{"queries":{}}'; }
+    default_type application/json;
+    # Canned answers for every endpoint, so fleet-sim hosts can run against nginx too.
+    location = /enroll { return 200 '{"node_key":"canned","node_invalid":false}'; }
+    location = /config { return 200 '{"options":{"logger_tls_period":4}}'; }
+    location = /logger { return 200 '{}'; }
+    location = /distributed/write { return 200 '{}'; }
+    location / { return 200 '{"queries":{}}'; }
   }
 }
 NGINX
@@ -114,10 +138,16 @@ CONFIG_BYTES=$(curl -s --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GW_POR
 QUERIES=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(len(c['schedule']) + sum(len(p['queries']) for p in c['packs'].values()))" "$WORK/config.json")
 echo "config: $CONFIG_BYTES bytes, $QUERIES queries"
 
+TICKS=$(getconf CLK_TCK)
+cpu_of() { for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk -v t="$TICKS" '{s += $1} END {printf "%.3f", s / t}'; }
+NGINX_MASTER=$(cat "$WORK/nginx/nginx.pid")
+# ROWS picks what runs: basic (rows 1-4), idle (5), fleet (6); default all.
+ROWS=${ROWS:-basic idle fleet}
 rps() {  # url [extra wrk args]
     local url=$1; shift
     taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$WORK/read.lua" "$@" "$url" | awk '/Requests\/sec/ {print $2}'
 }
+if [[ " $ROWS " == *" basic "* ]]; then
 printf '%-34s %12s %12s %8s\n' "measurement" "gateway" "nginx" "ratio"
 for mode in keepalive handshake; do
     args=()
@@ -159,9 +189,6 @@ request = function()
   return wrk.format("POST", "/logger", {["Content-Type"] = "application/json"}, prefix .. counter .. "}," .. rest)
 end
 LUA
-TICKS=$(getconf CLK_TCK)
-cpu_of() { for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk -v t="$TICKS" '{s += $1} END {printf "%.3f", s / t}'; }
-NGINX_MASTER=$(cat "$WORK/nginx/nginx.pid")
 NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
 ingest() {  # port pids...
     local port=$1; shift
@@ -178,3 +205,67 @@ gper=$(awk -v r="$greq" -v c="$gcpu" 'BEGIN {printf "%.0f", r / c}')
 nper=$(awk -v r="$nreq" -v c="$ncpu" 'BEGIN {printf "%.0f", r / c}')
 printf '%-34s %12s %12s %8s\n' "64KiB logger req per server CPU s" "$gper" "$nper" "$(awk -v g="$gper" -v n="$nper" 'BEGIN {printf "%.2fx", g/n}')"
 echo "  (gateway: $greq requests, $gfail not 2xx, $gcpu CPU s; nginx: $nreq requests, $nfail not 2xx, $ncpu CPU s)"
+fi
+
+# 5. Handshakes per server CPU second while idle TLS connections are open. One fleet-sim process
+# holds the idle connections (a process here may hold at most 20,000 files), another runs the closed
+# loop: connect, full handshake, one distributed read, close.
+rss_of() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
+open_files() { ls "/proc/$1/fd" | wc -l; }
+handshakes_per_cpu() {  # port server-pid -> handshakes per server CPU second
+    taskset -c 1 "$SIM" --mode handshakes --url "https://127.0.0.1:$1" --tls-hostname localhost --ca "$WORK/gw/tls/ca.pem" \
+        --node-key "$KEY" --concurrency 50 --duration "$DURATION" --server-pid "$2" --json --quiet |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f" % (r["requests"]["ok"] / r["server"]["cpu_seconds"]))'
+}
+hold_idle() {  # port count server-pid -> pid of the holder, once the server has them open
+    local before=$(open_files "$3")
+    taskset -c 1 "$SIM" --url "https://127.0.0.1:$1" --tls-hostname localhost --ca "$WORK/gw/tls/ca.pem" \
+        --secret-file "$WORK/gw/enroll_secret.txt" --hosts 0 --idle "$2" --idle-reopen --duration 3600s --quiet \
+        >"$WORK/idle-$1.log" 2>&1 &
+    local holder=$!
+    for _ in $(seq 600); do [ "$(open_files "$3")" -ge $((before + $2 * 99 / 100)) ] && break; sleep 0.2; done
+    echo "$holder"
+}
+NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -1)
+if [[ " $ROWS " == *" idle "* ]]; then
+echo
+printf '%-34s %12s %12s %8s\n' "handshakes per server CPU s" "gateway" "nginx" "ratio"
+for idle in $IDLE_LEVELS; do
+    row=()
+    for side in "$GW_PORT $GW_PID" "$NGINX_PORT $NGINX_WORKER"; do
+        read -r port pid <<<"$side"
+        rss0=$(rss_of "$pid")
+        holder=""
+        [ "$idle" -gt 0 ] && holder=$(hold_idle "$port" "$idle" "$pid")
+        rss1=$(rss_of "$pid")
+        row+=("$(handshakes_per_cpu "$port" "$pid")")
+        [ "$idle" -gt 0 ] && row+=("$(awk -v a="$rss1" -v b="$rss0" -v n="$idle" 'BEGIN {printf "%.1f", (a - b) / n / 1024}')")
+        [ -n "$holder" ] && { kill "$holder"; wait "$holder" 2>/dev/null || true; sleep 2; }
+    done
+    if [ "$idle" -gt 0 ]; then
+        printf '%-34s %12s %12s %8s   (KiB per idle connection: gateway %s, nginx %s)\n' "with $idle idle connections" "${row[0]}" "${row[2]}" \
+            "$(awk -v g="${row[0]}" -v n="${row[2]}" 'BEGIN {printf "%.2fx", g/n}')" "${row[1]}" "${row[3]}"
+    else
+        printf '%-34s %12s %12s %8s\n' "with no idle connections" "${row[0]}" "${row[1]}" "$(awk -v g="${row[0]}" -v n="${row[1]}" 'BEGIN {printf "%.2fx", g/n}')"
+    fi
+done
+
+fi
+
+# 6. Hosts per core at osquery's defaults: distributed read every 60 s, logger every 4 s with lines
+# in a quarter of the periods, a new connection per request, one idle connection kept per host.
+FLEET_HOSTS=${FLEET_HOSTS:-5000}
+fleet() {  # port server-pid -> hosts per server core, p99 ms of distributed reads, kept up
+    taskset -c 1 "$SIM" --url "https://127.0.0.1:$1" --tls-hostname localhost --ca "$WORK/gw/tls/ca.pem" \
+        --secret-file "$WORK/gw/enroll_secret.txt" --hosts "$FLEET_HOSTS" --connections per-host --splay 30s \
+        --distributed-interval 60 --logger-period 4 --log-share 0.25 --server-pid "$2" --json --quiet |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); s=r["steady"]; d=r["endpoints"].get("distributed_read",{}).get("latency",{})
+print("%.0f %.1f %s" % (s.get("hosts_per_server_core") or 0, d.get("p99_ms") or 0, r["schedule"]["kept_up"]))'
+}
+if [[ " $ROWS " == *" fleet "* ]]; then
+read -r ghosts gp99 gkept <<<"$(fleet $GW_PORT $GW_PID)"
+read -r nhosts np99 nkept <<<"$(fleet $NGINX_PORT $NGINX_WORKER)"
+echo
+printf '%-34s %12s %12s %8s\n' "hosts per server core ($FLEET_HOSTS)" "$ghosts" "$nhosts" "$(awk -v g="$ghosts" -v n="$nhosts" 'BEGIN {printf "%.2fx", g/n}')"
+echo "  (distributed read p99: gateway $gp99 ms, nginx $np99 ms; client kept up: gateway $gkept, nginx $nkept)"
+fi

@@ -117,4 +117,10 @@ public enum GatewayEntryPoint {
     public static func main() async {
         await GatewayCommand.main()
     }
+
+    /// Whether `main` should make NIO's event loops Swift's global executor (the default); set
+    /// `OSQUERY_GATEWAY_SWIFT_EXECUTOR=1` to keep Swift's own pool.
+    public static var usesNIOExecutor: Bool {
+        ProcessInfo.processInfo.environment["OSQUERY_GATEWAY_SWIFT_EXECUTOR"] != "1"
+    }
 }
