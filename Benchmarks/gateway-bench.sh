@@ -6,7 +6,9 @@
 #   3. keep-alive POST /config with 20 sources and 200 queries merged (8 of osquery's shipped packs
 #      among them), vs /distributed/read on the same gateway (issue #4);
 #   4. logger ingest: 64 KiB osquery result bodies (each one different) over keep-alive TLS into the
-#      spool, requests per server CPU second, vs nginx `return 200` with the same bodies (issue #3);
+#      spool, requests per server CPU second, vs nginx `return 200` with the same bodies (issue #3)
+#      and vs nginx `proxy_pass` of them to a plain-HTTP upstream (what is deployed in front of a
+#      backend today; the upstream, another nginx, runs on the client's core and is not counted);
 #   5. full handshakes (one distributed read each) per server CPU second with 0, 5k, 10k and 18k idle
 #      TLS connections open, as a fleet of osquery 5.23 agents leaves them (fleet-sim), vs nginx;
 #   6. hosts per server core at osquery's defaults (fleet-sim, FLEET_HOSTS hosts), vs nginx answering
@@ -34,9 +36,12 @@ fi
 WORK=$(mktemp -d /tmp/gw-bench.XXXXXX)
 GW_PORT=18443
 NGINX_PORT=18444
+PROXY_PORT=18445
+UPSTREAM_PORT=18446
 cleanup() {
     [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null || true
     [ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
+    [ -f "$WORK/upstream/nginx.pid" ] && kill "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -118,9 +123,42 @@ http {
     location = /distributed/write { return 200 '{}'; }
     location / { return 200 '{"queries":{}}'; }
   }
+  # What fronts a backend today: TLS terminated, bodies passed to a plain-HTTP upstream over
+  # keep-alive connections.
+  upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PROXY_PORT ssl;
+    ssl_certificate $WORK/gw/tls/server.pem;
+    ssl_certificate_key $WORK/gw/tls/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    client_max_body_size 1m;
+    client_body_buffer_size 128k;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
 }
 NGINX
 taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+mkdir -p "$WORK/upstream/logs"
+cat > "$WORK/upstream/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    client_max_body_size 1m;
+    client_body_buffer_size 128k;
+    default_type application/json;
+    location / { return 200 '{}'; }
+  }
+}
+NGINX
+taskset -c 1 nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf"
 
 for _ in $(seq 50); do curl -s -o /dev/null --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GW_PORT/" && break; sleep 0.2; done
 SECRET=$(cat "$WORK/gw/enroll_secret.txt")
@@ -201,10 +239,13 @@ ingest() {  # port pids...
 }
 read -r greq gcpu gfail <<<"$(ingest $GW_PORT $GW_PID)"
 read -r nreq ncpu nfail <<<"$(ingest $NGINX_PORT $NGINX_PIDS)"
+read -r preq pcpu pfail <<<"$(ingest $PROXY_PORT $NGINX_PIDS)"
 gper=$(awk -v r="$greq" -v c="$gcpu" 'BEGIN {printf "%.0f", r / c}')
 nper=$(awk -v r="$nreq" -v c="$ncpu" 'BEGIN {printf "%.0f", r / c}')
+pper=$(awk -v r="$preq" -v c="$pcpu" 'BEGIN {printf "%.0f", r / c}')
 printf '%-34s %12s %12s %8s\n' "64KiB logger req per server CPU s" "$gper" "$nper" "$(awk -v g="$gper" -v n="$nper" 'BEGIN {printf "%.2fx", g/n}')"
-echo "  (gateway: $greq requests, $gfail not 2xx, $gcpu CPU s; nginx: $nreq requests, $nfail not 2xx, $ncpu CPU s)"
+printf '%-34s %12s %12s %8s\n' "  the same vs nginx proxy_pass" "$gper" "$pper" "$(awk -v g="$gper" -v n="$pper" 'BEGIN {printf "%.2fx", g/n}')"
+echo "  (gateway: $greq requests, $gfail not 2xx, $gcpu CPU s; nginx: $nreq requests, $nfail not 2xx, $ncpu CPU s; proxy_pass: $preq requests, $pfail not 2xx, $pcpu CPU s)"
 fi
 
 # 5. Handshakes per server CPU second while idle TLS connections are open. One fleet-sim process

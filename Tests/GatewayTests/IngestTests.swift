@@ -79,6 +79,72 @@ import Testing
         }
     }
 
+    @Test func pastTheHighWaterMarkLoggerBatchesAreRefusedAndDistributedResultsStillTaken() async throws {
+        try await withIngest { ingest, stored in
+            // Each batch different: the pipeline stores an exact resend only once.
+            func batch(_ n: Int) throws -> LoggerRequest {
+                let item = #"{"name":"q","n":\#(n),"pad":""# + String(repeating: "p", count: 1_000) + #""}"#
+                return try LoggerRequest(body: ByteBuffer(string: #"{"log_type":"result","data":["# + item + "]}"))
+            }
+            try await ingest.append(try batch(0), from: Self.node, receivedAt: Self.receivedAt, logger: Self.logger)
+            // The mark sits halfway through the fourth batch's frame.
+            let frame = ingest.pipeline.spool.unsentSize
+            let admission = IngestAdmission(configuration: .init(highWater: frame * 7 / 2, maxConcurrent: 8), spool: ingest.pipeline.spool)
+            let shaped = Ingest(pipeline: ingest.pipeline, admission: admission)
+            var accepted = 0
+            do {
+                for n in 1...10 {
+                    try await shaped.admitted(.logger) {
+                        try await shaped.append(try batch(n), from: Self.node, receivedAt: Self.receivedAt, logger: Self.logger)
+                    }
+                    accepted += 1
+                }
+                Issue.record("ten batches passed a high-water mark of three and a half")
+            } catch let error as OsqueryError {
+                #expect(error.status == .serviceUnavailable)
+                #expect(error.body == #"{"error":"the gateway's spool is past its high-water mark while sinks catch up; keep the logs and retry"}"#)
+                #expect(!error.nodeInvalid)
+            }
+            #expect(accepted == 3)
+            #expect(try stored().count == 4)
+            let results = try DistributedWriteRequest(body: ByteBuffer(string: #"{"queries":{"q1":[{"a":"1"}]},"statuses":{"q1":0}}"#))
+            try await shaped.admitted(.distributedWrite) {
+                try await shaped.append(results, from: Self.node, receivedAt: Self.receivedAt, logger: Self.logger)
+            }
+            #expect(try stored().count == 5)
+        }
+    }
+
+    @Test func pastMaxConcurrentRequestsTheBusyAnswerComesBeforeAnythingIsRead() async throws {
+        try await withIngest { ingest, _ in
+            let admission = IngestAdmission(configuration: .init(highWater: .max, maxConcurrent: 1), spool: ingest.pipeline.spool)
+            let shaped = Ingest(pipeline: ingest.pipeline, admission: admission)
+            let (held, release) = AsyncStream.makeStream(of: Void.self)
+            let (entered, enter) = AsyncStream.makeStream(of: Void.self)
+            let first = Task {
+                try await shaped.admitted(.logger) {
+                    enter.yield()
+                    for await _ in held { break }
+                }
+            }
+            for await _ in entered { break }
+            var ranSecond = false
+            do {
+                try await shaped.admitted(.distributedWrite) { ranSecond = true }
+                Issue.record("a second request ran while the only slot was held")
+            } catch let error as OsqueryError {
+                #expect(error.body == #"{"error":"the gateway is saturated right now; keep the logs and retry"}"#)
+                #expect(error.status == .serviceUnavailable)
+            }
+            #expect(!ranSecond)
+            release.yield()
+            try await first.value
+            #expect(admission.concurrent == 0)
+            try await shaped.admitted(.logger) { ranSecond = true }
+            #expect(ranSecond)
+        }
+    }
+
     @Test func aBodyTheDecoderRefusesIsTheOne400Body() throws {
         do throws(OsqueryBodyError) {
             _ = try LoggerRequest(body: ByteBuffer(string: #"{"log_type":"result","data":{}}"#))

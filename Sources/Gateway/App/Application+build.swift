@@ -58,7 +58,12 @@ enum GatewayApplication {
                 maxBody: limits.maxBody, maxInflated: limits.maxInflatedBody, timeout: limits.bodyTimeout, budget: budget),
             secretField: configuration.enrollment.secretField,
             certificatesInUse: configuration.tls.clientCertificates != .none,
-            enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig, ingest: Ingest(pipeline: pipeline))
+            enrollment: enrollment, authenticator: authenticator, agentConfig: agentConfig,
+            ingest: Ingest(pipeline: pipeline, admission: IngestAdmission(
+                configuration: .init(
+                    highWater: Int(Double(configuration.spool.maxSize) * limits.spoolHighWater),
+                    maxConcurrent: limits.maxConcurrentIngest),
+                spool: pipeline.spool)))
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())

@@ -166,6 +166,18 @@ final class MappingReader {
         return value
     }
 
+    /// A share such as `80%` (or `0.8`), from 1% to 100%, as a fraction.
+    func percentage(_ name: String) -> Double? {
+        guard let text = string(name) else { return nil }
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let fraction = trimmed.hasSuffix("%") ? Double(trimmed.dropLast()).map { $0 / 100 } : Double(trimmed)
+        guard let fraction, fraction >= 0.01, fraction <= 1 else {
+            reader.report(key(name), value(name), "expected a share from 1% to 100%, such as 80%, found \"\(text)\"")
+            return nil
+        }
+        return fraction
+    }
+
     /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or a plain byte count, at least `minimum`.
     func size(_ name: String, minimum: Int = 0) -> Int? {
         measure(name, ByteSize.parse, expected: "a size such as 64MiB or 1GiB", minimum: minimum, shown: "\(minimum) bytes")

@@ -11,6 +11,14 @@ import Sinks
 /// osquery keeps the batch and sends it again, so a full or failing disk loses nothing.
 struct Ingest: Sendable {
     let pipeline: LogPipeline
+    /// Load shaping in front of it; `nil` takes everything the spool takes (tests of the store alone).
+    var admission: IngestAdmission? = nil
+
+    /// Runs `body` (authenticate, read, decode, `append`) if load shaping admits the request.
+    func admitted<T: Sendable>(_ kind: IngestAdmission.Kind, _ body: () async throws -> T) async throws -> T {
+        guard let admission else { return try await body() }
+        return try await admission.admitted(kind, body)
+    }
 
     /// Stores `batch` as records of `node`; returns only once they are durable, and only then may
     /// the agent be told `{}`.

@@ -52,7 +52,7 @@ struct OsqueryRoutes: Sendable {
     }
 
     func log(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        try await ingested(request, context) { try LoggerRequest(body: $0) }
+        try await ingested(request, context, .logger) { try LoggerRequest(body: $0) }
     }
 
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
@@ -61,18 +61,20 @@ struct OsqueryRoutes: Sendable {
     }
 
     func distributedWrite(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        try await ingested(request, context) { try DistributedWriteRequest(body: $0) }
+        try await ingested(request, context, .distributedWrite) { try DistributedWriteRequest(body: $0) }
     }
 
-    /// The logger and distributed write endpoints: authenticate, decode, store, and only once the
-    /// records are durable answer `{}`.
+    /// The logger and distributed write endpoints: admit (load shaping, before anything is read),
+    /// authenticate, decode, store, and only once the records are durable answer `{}`.
     private func ingested<Body: NodeKeyed & LogBatch>(
-        _ request: Request, _ context: GatewayRequestContext, decode: (ByteBuffer) throws -> Body
+        _ request: Request, _ context: GatewayRequestContext, _ kind: IngestAdmission.Kind, decode: (ByteBuffer) throws -> Body
     ) async throws -> Response {
         let receivedAt = Date()
-        let (node, _, batch) = try await authenticated(request, context, largeBodies, decode: decode)
-        try await ingest.append(batch, from: node, receivedAt: receivedAt, logger: context.logger)
-        return OsqueryResponse.accepted
+        return try await ingest.admitted(kind) {
+            let (node, _, batch) = try await authenticated(request, context, largeBodies, decode: decode)
+            try await ingest.append(batch, from: node, receivedAt: receivedAt, logger: context.logger)
+            return OsqueryResponse.accepted
+        }
     }
 
     /// The one authentication step of every node endpoint.

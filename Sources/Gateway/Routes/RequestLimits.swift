@@ -13,10 +13,16 @@ struct RequestLimits: Sendable, Equatable {
     var inFlightBytes = 1 << 30
     /// Pending connections the kernel queues before accepting (a restarting fleet reconnects at once).
     var backlog = 4096
+    /// Share of `spool.max_size` of unsent bytes past which logger batches are refused (load shaping,
+    /// `IngestAdmission`); distributed results are still taken up to the spool's limit.
+    var spoolHighWater = 0.8
+    /// Logger and distributed-write requests read and stored at once; more get a 503 error body.
+    var maxConcurrentIngest = 256
 }
 
 extension RequestLimits {
-    /// `limits`: `max_body`, `max_inflated_body`, `idle_timeout`, `body_timeout`, `in_flight_bytes`, `backlog`.
+    /// `limits`: `max_body`, `max_inflated_body`, `idle_timeout`, `body_timeout`, `in_flight_bytes`, `backlog`,
+    /// `spool_high_water`, `max_concurrent_ingest`.
     init(reading section: MappingReader) {
         self.init()
         // An agent's enroll body alone is about 4 KiB; below these nothing an agent sends fits.
@@ -26,6 +32,8 @@ extension RequestLimits {
         if let value = section.duration("body_timeout", minimum: .seconds(1)) { bodyTimeout = value }
         if let value = section.size("in_flight_bytes", minimum: 1 << 20) { inFlightBytes = value }
         if let value = section.integer("backlog", in: 1...65_535) { backlog = value }
+        if let value = section.percentage("spool_high_water") { spoolHighWater = value }
+        if let value = section.integer("max_concurrent_ingest", in: 1...1_000_000) { maxConcurrentIngest = value }
         if maxInflatedBody < maxBody {
             section.reader.report(section.key("max_inflated_body"), section.node, "must be at least max_body")
         }

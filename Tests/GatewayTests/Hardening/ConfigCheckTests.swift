@@ -32,6 +32,9 @@ import Testing
         #expect(problems("spool: { max_size: 64MiB, segment_size: 64MiB }\nlimits: { max_inflated_body: 64MiB }").isEmpty)
         #expect(problems("limits: { backlog: 0 }").count == 1)
         #expect(problems("limits: { backlog: 8192, body_timeout: 30s, in_flight_bytes: 2GiB }").isEmpty)
+        #expect(problems("limits: { spool_high_water: 150% }") == ["line 3: limits.spool_high_water: expected a share from 1% to 100%, such as 80%, found \"150%\""])
+        #expect(problems("limits: { spool_high_water: 60%, max_concurrent_ingest: 64 }").isEmpty)
+        #expect(problems("limits: { max_concurrent_ingest: 0 }").count == 1)
     }
 
     /// Problems found after parsing (files, sources, certificates) still name their line.
