@@ -15,8 +15,11 @@ ARGS ?=
 deps:
 	@PACKAGES="$(DEPS)" $(MAKE) --no-print-directory install-missing
 
+# moto's server stands in for S3, Kinesis and Firehose; it is on PyPI only.
 test-deps:
 	@PACKAGES="$(DEPS) $(TEST_DEPS)" $(MAKE) --no-print-directory install-missing
+	@command -v moto_server >/dev/null 2>&1 || python3 -m pip install --quiet 'moto[server]' \
+		|| python3 -m pip install --quiet --break-system-packages 'moto[server]'
 
 install-missing:
 	@missing=""; for p in $$PACKAGES; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -38,11 +41,12 @@ release: deps
 run: release
 	.build/release/osquery-gateway serve $(ARGS)
 
-## The whole test suite: real TLS servers on 127.0.0.1, real files, real SQLite, the zstd CLI and a
-## throwaway ClickHouse (scripts/with-clickhouse.sh starts it and stops it by PID).
+## The whole test suite: real TLS servers on 127.0.0.1, real files, real SQLite, the zstd CLI, a
+## throwaway ClickHouse and a moto server for S3, Kinesis and Firehose (scripts/with-clickhouse.sh
+## and scripts/with-moto.sh start them and stop them by PID).
 test: test-deps
 	$(SWIFT) build --build-tests
-	scripts/with-clickhouse.sh $(SWIFT) test --skip-build
+	scripts/with-clickhouse.sh scripts/with-moto.sh $(SWIFT) test --skip-build
 
 ## Benchmarks against nginx (needs wrk and nginx; see Benchmarks/README.md).
 bench: release

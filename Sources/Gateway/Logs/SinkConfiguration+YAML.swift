@@ -1,7 +1,8 @@
 import Sinks
 
 extension SinkConfiguration {
-    /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`), `match`, and the type's own keys.
+    /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`, `s3`, `kinesis`, `firehose`),
+    /// `match`, and the type's own keys.
     init?(reading entry: MappingReader) {
         let reader = entry.reader
         let name = entry.requiredString("name")
@@ -12,9 +13,12 @@ extension SinkConfiguration {
         case "file": kind = FileSink.Configuration(reading: entry, name: name ?? "").map(Kind.file)
         case "zstd": kind = ZstdArchiveSink.Configuration(reading: entry, name: name ?? "").map(Kind.zstd)
         case "http": kind = HTTPForwarderSink.Configuration(reading: entry, name: name ?? "").map(Kind.http)
+        case "s3": kind = S3Sink.Configuration(reading: entry, name: name ?? "").map(Kind.s3)
+        case "kinesis": kind = KinesisSink.Configuration(reading: entry, name: name ?? "").map(Kind.kinesis)
+        case "firehose": kind = FirehoseSink.Configuration(reading: entry, name: name ?? "").map(Kind.firehose)
         case nil: kind = nil
         case let other?:
-            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, found \"\(other)\"")
+            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, s3, kinesis, firehose, found \"\(other)\"")
             kind = nil
         }
         guard let name, let kind else { return nil }

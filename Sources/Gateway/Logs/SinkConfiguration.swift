@@ -1,5 +1,6 @@
 import Logging
 import Sinks
+import Support
 
 /// One `sinks[]` entry: a log destination's kind with its own checked settings, and the records it
 /// takes (`SinkConfiguration+YAML.swift` reads it).
@@ -8,6 +9,9 @@ struct SinkConfiguration: Sendable {
         case file(FileSink.Configuration)
         case zstd(ZstdArchiveSink.Configuration)
         case http(HTTPForwarderSink.Configuration)
+        case s3(S3Sink.Configuration)
+        case kinesis(KinesisSink.Configuration)
+        case firehose(FirehoseSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -18,7 +22,17 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http: return nil
+        case .http, .s3, .kinesis, .firehose: return nil
+        }
+    }
+
+    /// The outbound-HTTP settings of an AWS sink, whose CA `check-config` loads.
+    var awsEndpoint: HTTPEndpoint? {
+        switch kind {
+        case .s3(let s3): return s3.connection.httpEndpoint()
+        case .kinesis(let kinesis): return kinesis.connection.httpEndpoint()
+        case .firehose(let firehose): return firehose.connection.httpEndpoint()
+        case .file, .zstd, .http: return nil
         }
     }
 
@@ -32,6 +46,9 @@ struct SinkConfiguration: Sendable {
             for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(name)"]) }
             built = archive
         case .http(let http): built = try HTTPForwarderSink(configuration: http)
+        case .s3(let s3): built = try S3Sink(configuration: s3)
+        case .kinesis(let kinesis): built = try KinesisSink(configuration: kinesis)
+        case .firehose(let firehose): built = try FirehoseSink(configuration: firehose)
         }
         return LogPipeline.Route(sink: built, match: match)
     }

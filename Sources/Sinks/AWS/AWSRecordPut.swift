@@ -1,0 +1,89 @@
+import Foundation
+import NIOCore
+
+/// The delivery loop Kinesis `PutRecords` and Firehose `PutRecordBatch` share: many records per
+/// call, and an answer per record.
+///
+/// A batch is cut into calls within the service's limits. When a call succeeds but reports some
+/// records failed (throttled, an internal failure), only those are sent again, after a backoff, up
+/// to `attempts` calls; then the batch is reported for a retry, and the worker sends it whole
+/// again later. A record over the per-record limit rejects the batch before anything is sent: no
+/// retry could make it fit.
+///
+/// At least once: records a call stored are sent again when a later call of the same batch fails
+/// and the batch is retried whole. Records resent alone arrive after the ones that passed, so per
+/// node order holds except around a partial failure (PutRecords does not promise order within a
+/// call anyway).
+struct AWSRecordPut: Sendable {
+    struct Limits: Sendable {
+        var maxRecords: Int
+        /// Data bytes per call (Kinesis counts partition keys too).
+        var maxBytes: Int
+        var maxRecordBytes: Int
+    }
+
+    /// What one call did.
+    enum Answer {
+        /// For each record sent, in order: nil when stored, else its error code and message.
+        case perRecord([String?])
+        /// The whole call failed.
+        case failed(DeliveryOutcome)
+    }
+
+    /// `Kinesis` or `Firehose`, for reasons.
+    var service: String
+    var limits: Limits
+    /// Calls per group of records before the batch is reported for a retry.
+    var attempts: Int
+    var backoff: Backoff
+
+    /// Delivers records `0..<sizes.count` (`sizes[i]` is what record `i` counts against the limits);
+    /// `send` makes one call with the records at the given indices.
+    func deliver(sizes: [Int], send: ([Int]) async -> Answer) async -> DeliveryOutcome {
+        if let index = sizes.firstIndex(where: { $0 > limits.maxRecordBytes }) {
+            return .rejected(reason: "record \(index + 1) of the batch is \(sizes[index]) bytes, over the \(limits.maxRecordBytes)-byte limit of a \(service) record")
+        }
+        var next = 0
+        while next < sizes.count {
+            var group: [Int] = []
+            var bytes = 0
+            while next < sizes.count, group.count < limits.maxRecords, group.isEmpty || bytes + sizes[next] <= limits.maxBytes {
+                group.append(next)
+                bytes += sizes[next]
+                next += 1
+            }
+            var attempt = 0
+            sending: while true {
+                switch await send(group) {
+                case .failed(let outcome):
+                    return outcome
+                case .perRecord(let errors):
+                    let failed = zip(group, errors).compactMap { index, error in error.map { (index, $0) } }
+                    if failed.isEmpty { break sending }
+                    attempt += 1
+                    let reason = "\(service): \(failed.count) of \(group.count) records failed (\(failed[0].1))"
+                    if attempt >= attempts { return .retry(reason: reason, after: nil) }
+                    group = failed.map { $0.0 }
+                    try? await Task.sleep(for: backoff.delay(attempt: attempt - 1))
+                    if Task.isCancelled { return .retry(reason: reason, after: nil) }
+                }
+            }
+        }
+        return .delivered
+    }
+
+    /// Reads a call's answer: the error of a refused call, or the per-record results listed under
+    /// `results` (`Records`, `RequestResponses`), where a failed record carries `ErrorCode`.
+    static func answer(_ response: AWSClient.Response, sent: Int, results: String) -> Answer {
+        guard response.succeeded else { return .failed(AWSServiceError(response).outcome) }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any],
+            let list = object[results] as? [[String: Any]], list.count == sent
+        else {
+            return .failed(.retry(reason: "unexpected answer: \(String(buffer: response.body).prefix(200))", after: nil))
+        }
+        return .perRecord(list.map { entry in
+            guard let code = entry["ErrorCode"] as? String else { return nil }
+            return "\(code): \(entry["ErrorMessage"] as? String ?? "")"
+        })
+    }
+}
