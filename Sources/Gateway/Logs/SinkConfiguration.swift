@@ -8,6 +8,8 @@ struct SinkConfiguration: Sendable {
         case file(FileSink.Configuration)
         case zstd(ZstdArchiveSink.Configuration)
         case http(HTTPForwarderSink.Configuration)
+        case syslog(SyslogSink.Configuration)
+        case nats(NATSSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -18,7 +20,7 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http: return nil
+        case .http, .syslog, .nats: return nil
         }
     }
 
@@ -32,6 +34,8 @@ struct SinkConfiguration: Sendable {
             for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(name)"]) }
             built = archive
         case .http(let http): built = try HTTPForwarderSink(configuration: http)
+        case .syslog(let syslog): built = try SyslogSink(configuration: syslog)
+        case .nats(let nats): built = NATSSink(configuration: nats)
         }
         return LogPipeline.Route(sink: built, match: match)
     }
