@@ -91,11 +91,11 @@ final class NATSConnection: Sendable {
         for (i, message) in messages.enumerated() {
             NATSProtocol.writePublish(subject: message.subject, replyTo: "\(replies.inbox).\(first + UInt64(i))", payload: message.payload, into: &buffer)
         }
-        let replies = self.replies
+        let pending = replies
         let count = messages.count
         let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
-            let why = replies.lastError.map { "; last error: \($0)" } ?? ""
-            replies.cancel(id, NATSReplies.Failure(description: "not every answer came within \(timeout) (\(count) messages)\(why)"))
+            let why = pending.lastError.map { "; last error: \($0)" } ?? ""
+            pending.cancel(id, NATSReplies.Failure(description: "not every answer came within \(timeout) (\(count) messages)\(why)"))
         }
         defer { deadline.cancel() }
         do {

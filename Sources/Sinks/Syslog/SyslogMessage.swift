@@ -90,7 +90,8 @@ struct SyslogMessage {
         var time = time_t(whole)
         var parts = tm()
         gmtime_r(&time, &parts)
-        let micros = min(999_999, max(0, Int((interval - whole) * 1_000_000)))
+        // Rounded: the spool keeps milliseconds, and 0.342 read back must stay .342000, not .341999.
+        let micros = min(999_999, max(0, Int(((interval - whole) * 1_000_000).rounded())))
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
                       Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), micros)
     }
