@@ -9,7 +9,7 @@ extension SyslogSink.Configuration {
     init?(reading entry: MappingReader, name: String) {
         let reader = entry.reader
         // Every key is read before any verdict, so one bad value does not make the others "unknown".
-        let text = entry.requiredString("address")
+        let addressText = entry.requiredString("address")
         let appName = entry.string("app_name")
         let facility = entry.choice("facility", SyslogFacility.self)
         let ca = entry.configPath("ca")
@@ -20,7 +20,7 @@ extension SyslogSink.Configuration {
         var batching = Batching(maxRecords: 1_000, maxBytes: 4 << 20, maxWait: .zero)
         batching.read(from: entry)
 
-        guard let text else { return nil }
+        guard let text = addressText else { return nil }
         guard let address = NetworkAddress(parsing: text, schemes: ["tcp", "tls"]) else {
             reader.report(entry.key("address"), entry.value("address"), "expected tcp://host:port or tls://host:port, found \"\(text)\"")
             return nil
@@ -56,7 +56,7 @@ extension NATSSink.Configuration {
     /// (default 5s) and `batch` (`max_records`, `max_bytes`, `max_wait`).
     init?(reading entry: MappingReader, name: String) {
         let reader = entry.reader
-        let url = entry.requiredString("url")
+        let urlText = entry.requiredString("url")
         let subjectText = entry.string("subject") ?? "osquery.{log_type}.{name}"
         let jetstream = entry.section("jetstream") { section -> (stream: String?, subjects: [String]?) in
             let stream = section.requiredString("stream")
@@ -74,20 +74,20 @@ extension NATSSink.Configuration {
         var batching = Batching(maxRecords: 1_000, maxBytes: 4 << 20, maxWait: .zero)
         batching.read(from: entry)
 
-        var subject: NATSSubjectTemplate?
+        var template: NATSSubjectTemplate?
         do {
-            subject = try NATSSubjectTemplate(subjectText)
+            template = try NATSSubjectTemplate(subjectText)
         } catch {
             reader.report(entry.key("subject"), entry.value("subject") ?? entry.node, "\(error)")
         }
-        guard let url else { return nil }
+        guard let url = urlText else { return nil }
         guard let address = NetworkAddress(parsing: url, schemes: ["nats"], defaultPort: 4222) else {
             let why = url.lowercased().hasPrefix("tls://") ? "the nats sink does not speak TLS yet; use nats://host:port"
                 : "expected nats://host:port (user and password optional: nats://user:password@host:port), found \"\(url)\""
             reader.report(entry.key("url"), entry.value("url"), why)
             return nil
         }
-        guard let subject else { return nil }
+        guard let subject = template else { return nil }
         self.init(name: name, address: address, subject: subject)
         if let jetstream {
             stream = jetstream.stream
