@@ -46,13 +46,7 @@ public struct HTTPEndpoint: Sendable {
     /// A client for this endpoint; shut it down with `shutdown()` when its owner stops.
     /// - Throws: when the CA, certificate or key file cannot be read.
     public func makeClient() throws -> HTTPClient {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        if let ca { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
-        if let clientCertificate {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificate.certificate).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientCertificate.privateKey, format: .pem))
-        }
+        let tls = try OutboundTLS.configuration(ca: ca, clientCertificate: clientCertificate)
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.redirectConfiguration = .disallow
         configuration.timeout = .init(connect: Self.timeAmount(connectTimeout), read: Self.timeAmount(requestTimeout))

@@ -113,6 +113,11 @@ import Testing
                               #"{"index":{"_index":"osquery-result"}}"#, #"{"id":7,"msg":"a \"b\" \\ c"}"#])
         case .clickhouse:
             #expect(lines[1].contains(#""log_type":"result","name":"pack_test_q","host_identifier":"host-node-1","record":"{\"id\":7,\"msg\":\"a \\\"b\\\" \\\\ c\"}"}"#))
+        case .kafkaREST:
+            #expect(lines == [#"{"records":[{"key":"node-1","value":{"id":1,"node":"node-1"}},{"key":"node-1","value":{"id":7,"msg":"a \"b\" \\ c"}}]}"#])
+        case .otlp:
+            #expect(lines.count == 1)
+            #expect(lines[0].contains(#""body":{"stringValue":"{\"id\":7,\"msg\":\"a \\\"b\\\" \\\\ c\"}"}"#))
         }
         for line in lines { #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "\(line)") }
     }

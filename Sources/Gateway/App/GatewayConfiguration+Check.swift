@@ -1,5 +1,6 @@
 import Foundation
 import Sinks
+import Support
 
 extension GatewayConfiguration {
     /// Loads everything `serve` would load, without binding a port: every named file, the enroll
@@ -38,7 +39,12 @@ extension GatewayConfiguration {
             problems += error.problems
         }
         for (i, sink) in sinks.enumerated() {
-            if case .http(let http) = sink.kind { problems += http.endpoint.problems(at: "sinks[\(i)]", problem) }
+            switch sink.kind {
+            case .http(let http): problems += http.endpoint.problems(at: "sinks[\(i)]", problem)
+            case .syslog(let syslog):
+                problems += HTTPEndpoint.tlsFileProblems(ca: syslog.ca, clientCertificate: syslog.clientCertificate, at: "sinks[\(i)]", problem)
+            default: break
+            }
             if let endpoint = sink.awsEndpoint { problems += endpoint.problems(at: "sinks[\(i)]", problem) }
         }
         for (i, source) in agentConfig.sources.enumerated() {

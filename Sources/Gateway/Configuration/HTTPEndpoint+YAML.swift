@@ -77,6 +77,14 @@ extension HTTPEndpoint {
     /// The endpoint's CA, certificate and key exist, are readable and hold PEM data; `prefix` is the
     /// key of the section it was read from (`sinks[2]`), for the problem's key.
     func problems(at prefix: String, _ problem: (String, String) -> ConfigurationProblem) -> [ConfigurationProblem] {
+        Self.tlsFileProblems(ca: ca, clientCertificate: clientCertificate, at: prefix, problem)
+    }
+
+    /// The same checks for any outbound TLS settings read with the same keys (`ca`,
+    /// `client_certificate`, `client_key`), such as a syslog sink's.
+    static func tlsFileProblems(
+        ca: String?, clientCertificate: ClientCertificate?, at prefix: String, _ problem: (String, String) -> ConfigurationProblem
+    ) -> [ConfigurationProblem] {
         var problems: [ConfigurationProblem] = []
         if let ca, (try? NIOSSLCertificate.fromPEMFile(ca)) == nil {
             problems.append(problem("\(prefix).ca", Self.unreadable(ca) ?? "\(ca) is not a PEM certificate bundle"))

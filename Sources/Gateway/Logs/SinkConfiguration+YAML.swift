@@ -1,8 +1,8 @@
 import Sinks
 
 extension SinkConfiguration {
-    /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`, `s3`, `kinesis`, `firehose`),
-    /// `match`, and the type's own keys.
+    /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`, `s3`, `kinesis`, `firehose`,
+    /// `syslog`, `nats`), `match`, and the type's own keys.
     init?(reading entry: MappingReader) {
         let reader = entry.reader
         let name = entry.requiredString("name")
@@ -16,9 +16,11 @@ extension SinkConfiguration {
         case "s3": kind = S3Sink.Configuration(reading: entry, name: name ?? "").map(Kind.s3)
         case "kinesis": kind = KinesisSink.Configuration(reading: entry, name: name ?? "").map(Kind.kinesis)
         case "firehose": kind = FirehoseSink.Configuration(reading: entry, name: name ?? "").map(Kind.firehose)
+        case "syslog": kind = SyslogSink.Configuration(reading: entry, name: name ?? "").map(Kind.syslog)
+        case "nats": kind = NATSSink.Configuration(reading: entry, name: name ?? "").map(Kind.nats)
         case nil: kind = nil
         case let other?:
-            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, s3, kinesis, firehose, found \"\(other)\"")
+            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, found \"\(other)\"")
             kind = nil
         }
         guard let name, let kind else { return nil }

@@ -12,6 +12,8 @@ struct SinkConfiguration: Sendable {
         case s3(S3Sink.Configuration)
         case kinesis(KinesisSink.Configuration)
         case firehose(FirehoseSink.Configuration)
+        case syslog(SyslogSink.Configuration)
+        case nats(NATSSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -22,7 +24,7 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http, .s3, .kinesis, .firehose: return nil
+        case .http, .s3, .kinesis, .firehose, .syslog, .nats: return nil
         }
     }
 
@@ -32,7 +34,7 @@ struct SinkConfiguration: Sendable {
         case .s3(let s3): return s3.connection.httpEndpoint()
         case .kinesis(let kinesis): return kinesis.connection.httpEndpoint()
         case .firehose(let firehose): return firehose.connection.httpEndpoint()
-        case .file, .zstd, .http: return nil
+        case .file, .zstd, .http, .syslog, .nats: return nil
         }
     }
 
@@ -49,6 +51,8 @@ struct SinkConfiguration: Sendable {
         case .s3(let s3): built = try S3Sink(configuration: s3)
         case .kinesis(let kinesis): built = try KinesisSink(configuration: kinesis)
         case .firehose(let firehose): built = try FirehoseSink(configuration: firehose)
+        case .syslog(let syslog): built = try SyslogSink(configuration: syslog)
+        case .nats(let nats): built = NATSSink(configuration: nats)
         }
         return LogPipeline.Route(sink: built, match: match)
     }

@@ -13,11 +13,37 @@ public enum HTTPForwarderFormat: String, Sendable, CaseIterable {
     /// ClickHouse `JSONEachRow` over its HTTP interface, flat columns plus the record as a string:
     /// `received_at` (UInt32 seconds), `node`, `log_type`, `name`, `host_identifier`, `record`.
     case clickhouse
+    /// Confluent REST Proxy v2, POSTed to the topic's URL (`/topics/NAME`):
+    /// `{"records":[{"key":"<node id>","value":<record>},...]}`.
+    case kafkaREST = "kafka_rest"
+    /// OpenTelemetry logs over HTTP/JSON, POSTed to a collector's `/v1/logs`: one log record per
+    /// record, its JSON as the body's string value.
+    case otlp
+
+    /// The `Content-Type` of the request body.
+    var contentType: String {
+        switch self {
+        case .ndjson, .elasticsearchBulk: return "application/x-ndjson"
+        case .kafkaREST: return "application/vnd.kafka.json.v2+json"
+        case .splunkHEC, .clickhouse, .otlp: return "application/json"
+        }
+    }
 
     /// The request body for `batch`.
     func encode(_ batch: [LogRecord], index: String?) -> ByteBuffer {
         var body = ByteBuffer()
         body.reserveCapacity(batch.reduce(0) { $0 + $1.json.readableBytes + 128 })
+        switch self {
+        case .kafkaREST:
+            Self.writeKafkaREST(batch, into: &body)
+            return body
+        case .otlp:
+            body.reserveCapacity(batch.reduce(0) { $0 + $1.json.readableBytes * 2 + 600 })
+            Self.writeOTLP(batch, into: &body)
+            return body
+        case .ndjson, .splunkHEC, .elasticsearchBulk, .clickhouse:
+            break
+        }
         for record in batch {
             switch self {
             case .ndjson:
@@ -36,6 +62,8 @@ public enum HTTPForwarderFormat: String, Sendable, CaseIterable {
                 body.writeString("\"host_identifier\":\(JSONString.quoted(record.hostIdentifier)),\"record\":")
                 Self.writeEscaped(record.json, into: &body)
                 body.writeString("}")
+            case .kafkaREST, .otlp:
+                break
             }
             body.writeInteger(UInt8(ascii: "\n"))
         }

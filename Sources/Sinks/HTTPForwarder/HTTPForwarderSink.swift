@@ -9,7 +9,8 @@ public import Support
 /// Forwards batches to an HTTP endpoint: a SIEM, a log store, a webhook.
 ///
 /// Outcome rules (the worker retries with capped exponential backoff and full jitter):
-/// - 2xx: delivered;
+/// - 2xx: delivered, unless the format's answer reports records it did not take (`kafka_rest`:
+///   an `offsets` entry with an `error_code`), which is a retry;
 /// - connection errors, timeouts, 408, 429 and 5xx: retry, honouring `Retry-After` (seconds or an
 ///   HTTP date);
 /// - any other status: rejected, and the batch goes to the dead-letter file; never retried forever.
@@ -60,10 +61,7 @@ public final class HTTPForwarderSink: Sink {
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
         var body = configuration.format.encode(batch, index: configuration.index)
         var request = configuration.endpoint.request(to: target)
-        switch configuration.format {
-        case .elasticsearchBulk, .ndjson: request.headers.add(name: "Content-Type", value: "application/x-ndjson")
-        default: request.headers.add(name: "Content-Type", value: "application/json")
-        }
+        request.headers.add(name: "Content-Type", value: configuration.format.contentType)
         do {
             switch configuration.compression {
             case .none: break
@@ -80,10 +78,12 @@ public final class HTTPForwarderSink: Sink {
         request.body = .bytes(body)
         do {
             let response = try await client.execute(request, timeout: configuration.endpoint.requestTimeAmount)
-            let excerpt = String(buffer: try await response.body.collect(upTo: 1 << 20)).prefix(200)
+            let answer = try await response.body.collect(upTo: 16 << 20)
+            let excerpt = String(buffer: answer).prefix(200)
             let code = Int(response.status.code)
             switch code {
             case 200..<300:
+                if let failure = configuration.format.failure(inAccepted: answer) { return .retry(reason: failure, after: nil) }
                 return .delivered
             case 408, 429, 500...:
                 return .retry(reason: "HTTP \(code): \(excerpt)", after: Self.retryAfter(response.headers.first(name: "Retry-After")))

@@ -22,7 +22,10 @@ final class HTTPReceiver: @unchecked Sendable {
     private var group: ServiceGroup?
     private var task: Task<Void, any Error>?
 
-    func start(port requested: Int = 0, respond: @escaping Responder = { _ in (.ok, [:]) }) async throws {
+    /// Starts on `requested` (0: any free port); `answer` gives the body of the n-th answer
+    /// (default `{"status":<code>}`).
+    func start(port requested: Int = 0, respond: @escaping Responder = { _ in (.ok, [:]) },
+               answer: (@Sendable (Int) -> String)? = nil) async throws {
         let router = Router()
         let received = self.received
         router.post("/ingest") { request, _ -> Response in
@@ -32,7 +35,8 @@ final class HTTPReceiver: @unchecked Sendable {
                 return list.count - 1
             }
             let (status, headers) = respond(index)
-            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\(status.code)}")))
+            let text = answer?(index) ?? "{\"status\":\(status.code)}"
+            return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         var logger = Logger(label: "receiver")
         logger.logLevel = .critical
