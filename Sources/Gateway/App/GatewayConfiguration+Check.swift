@@ -58,7 +58,7 @@ extension GatewayConfiguration {
                     continue
                 }
                 loaded = DirectoryConfigSource(name: source.name, path: path)
-            case .inline, .http:
+            case .inline, .http, .upstream:
                 continue
             }
             do {
