@@ -43,6 +43,16 @@ extension GatewayConfiguration {
         for (i, source) in agentConfig.sources.enumerated() {
             if case .http(let http) = source.kind { problems += http.endpoint.problems(at: "agent_config.sources[\(i)].http", problem) }
         }
+        if let upstream {
+            problems += upstream.endpoint.problems(at: "upstream", problem)
+            if let secret = upstream.enrollSecret {
+                do {
+                    _ = try Upstream.readSecret(secret, environment: ProcessInfo.processInfo.environment)
+                } catch let error as ConfigurationError {
+                    problems += error.problems.map { problem($0.key, $0.message) }
+                }
+            }
+        }
         for (i, source) in agentConfig.sources.enumerated() {
             let key: String
             let loaded: any ConfigSource

@@ -8,6 +8,8 @@ struct SinkConfiguration: Sendable {
         case file(FileSink.Configuration)
         case zstd(ZstdArchiveSink.Configuration)
         case http(HTTPForwarderSink.Configuration)
+        /// Logs re-posted to the upstream backend (needs the `upstream` section).
+        case upstream(UpstreamSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -18,12 +20,13 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http: return nil
+        case .http, .upstream: return nil
         }
     }
 
     /// The running sink, with the records it takes.
-    func makeRoute(logger: Logger) throws -> LogPipeline.Route {
+    /// - Parameter upstream: the backend's nodes, for an `upstream` sink.
+    func makeRoute(logger: Logger, upstream: UpstreamNodes? = nil) throws -> LogPipeline.Route {
         let built: any Sink
         switch kind {
         case .file(let file): built = try FileSink(configuration: file)
@@ -32,6 +35,9 @@ struct SinkConfiguration: Sendable {
             for line in archive.recoveryReport { logger.warning("zstd archive recovery: \(line)", metadata: ["gw.sink": "\(name)"]) }
             built = archive
         case .http(let http): built = try HTTPForwarderSink(configuration: http)
+        case .upstream(let configuration):
+            guard let upstream else { throw SinkError.io("sink \(name) of type upstream needs the upstream section") }
+            built = UpstreamSink(configuration: configuration, nodes: upstream)
         }
         return LogPipeline.Route(sink: built, match: match)
     }
@@ -39,8 +45,9 @@ struct SinkConfiguration: Sendable {
 
 extension LogPipeline {
     /// The spool, the configured sinks and their delivery workers.
-    static func make(spool configuration: Spool.Configuration, sinks: [SinkConfiguration], deadLetterDirectory: String, logger: Logger) throws -> LogPipeline {
-        let routes = try sinks.map { try $0.makeRoute(logger: logger) }
+    static func make(spool configuration: Spool.Configuration, sinks: [SinkConfiguration], deadLetterDirectory: String,
+                     upstream: UpstreamNodes? = nil, logger: Logger) throws -> LogPipeline {
+        let routes = try sinks.map { try $0.makeRoute(logger: logger, upstream: upstream) }
         let spool = try Spool(configuration: configuration, sinks: routes.map(\.sink.name))
         logger.info("spool opened", metadata: [
             "gw.segments": "\(spool.segmentCount)", "gw.bytes": "\(spool.size)", "gw.unsent_bytes": "\(spool.unsentSize)",
