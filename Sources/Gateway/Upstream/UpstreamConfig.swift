@@ -92,6 +92,8 @@ final class UpstreamConfig: Sendable {
         }
         var hasher = SHA256()
         if let local = target.local { local.json.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
+        // Source names decide renamed query names, so they are part of the content too.
+        for contribution in target.contributions ?? [] { hasher.update(data: Array((contribution.source + "\u{0}").utf8)) }
         hasher.update(data: [0, UInt8(truncatingIfNeeded: target.slot)])
         hasher.update(data: JSONValue.object(content).canonicalJSON())
         let key = hasher.finalize()

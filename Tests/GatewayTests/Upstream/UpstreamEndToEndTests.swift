@@ -79,6 +79,27 @@ import Testing
         }
     }
 
+    @Test func withoutABackendSecretTheBackendJudgesTheAgentsOwn() async throws {
+        try await withBackend { backend in
+            try await withUpstreamGateway(backend, configure: { gateway in
+                gateway.configuration.upstream?.enrollSecret = nil
+                gateway.configuration.enrollment.secrets = []
+                backend.update { [secret = gateway.secret] in $0.secret = secret }
+            }) { gateway in
+                try await gateway.withAgent { agent in
+                    agent.secret = "not-the-secret"
+                    let refused = try await agent.enroll()
+                    #expect(refused.body == #"{"error":"enrollment refused by the upstream backend","node_invalid":true}"#)
+                    #expect(backend.received(TestBackend.paths.enroll).last?.json?["enroll_secret"] as? String == "not-the-secret")
+                    agent.secret = gateway.secret
+                    try await agent.enroll()
+                    #expect(agent.nodeKey?.count == 64)
+                    #expect(try await agent.config().body == mergedConfig)
+                }
+            }
+        }
+    }
+
     @Test func backendDownNeverTellsAnAgentNodeInvalidAndLosesNothing() async throws {
         try await withBackend { backend in
             try await withUpstreamGateway(backend) { gateway in

@@ -54,7 +54,7 @@ import Testing
         let path = directory + "/data/upstream.key"
         let sealer = try UpstreamKeySealer.loadOrCreate(path: path)
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
         let sealed = try sealer.seal("this_is_a_node_secret")
         #expect(!String(decoding: sealed, as: UTF8.self).contains("this_is_a_node_secret"))
         #expect(try sealer.seal("this_is_a_node_secret") != sealed, "a fresh nonce every time")
