@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Support
 
 /// The osquery backend the gateway stands in front of (issue 10; the design is docs/upstream.md).
 ///

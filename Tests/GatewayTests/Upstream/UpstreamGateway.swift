@@ -1,5 +1,6 @@
 import Foundation
 import Sinks
+import Support
 @testable import Gateway
 
 /// The backend's secret, as `upstream.enroll_secret` names it.

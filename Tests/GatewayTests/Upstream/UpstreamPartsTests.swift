@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import Sinks
+import Support
 import Testing
 @testable import Gateway
 
