@@ -37,11 +37,15 @@ public struct LogRecord: Sendable {
     public var receivedAt: Date
     /// The item's JSON: one compact line, no trailing newline.
     public var json: ByteBuffer
+    /// Already delivered, while the agent waited, to the osquery backend the gateway fronts (a
+    /// distributed write the backend answered). The upstream sink skips it so the backend does not
+    /// get it twice; every other sink takes it as usual.
+    public var passedThrough: Bool
 
     public init(
         kind: LogKind, nodeID: String, hostIdentifier: String, secretName: String? = nil,
         queryName: String? = nil, platform: String? = nil, isSnapshot: Bool = false, severity: Int? = nil,
-        receivedAt: Date = Date(), json: ByteBuffer
+        receivedAt: Date = Date(), json: ByteBuffer, passedThrough: Bool = false
     ) {
         self.kind = kind
         self.nodeID = nodeID
@@ -53,5 +57,6 @@ public struct LogRecord: Sendable {
         self.severity = severity
         self.receivedAt = receivedAt
         self.json = json
+        self.passedThrough = passedThrough
     }
 }

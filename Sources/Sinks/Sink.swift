@@ -2,7 +2,8 @@
 ///
 /// A sink reports what happened instead of throwing: `delivered` advances its cursor, `retry` makes
 /// the worker wait and send the same batch again, `rejected` sends the batch to the dead-letter file
-/// and moves on (a destination that refuses data permanently must never stall the pipeline).
+/// and moves on (a destination that refuses data permanently must never stall the pipeline), and
+/// `partlyRejected` does that for some of the batch's records only, the rest having been delivered.
 ///
 /// ```swift
 /// struct PrintSink: Sink {
@@ -57,4 +58,10 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case retry(reason: String, after: Duration?)
     /// Refused for good (e.g. HTTP 400); the batch goes to the dead-letter file with `reason`.
     case rejected(reason: String)
+    /// Delivered, except the records at `indices` (positions in the batch handed to `deliver`),
+    /// which were refused for good and go to the dead-letter file with `reason`; then the cursor
+    /// moves past the whole batch. For a destination that judges records by their origin (the
+    /// upstream sink: one node's key refused, the other nodes' records taken), so one node cannot
+    /// stall or dead-letter the rest.
+    case partlyRejected(indices: [Int], reason: String)
 }

@@ -49,7 +49,7 @@ import Testing
         #expect(text.contains("line 5: tls.client_certificates: expected one of none, optional, required, found \"sometimes\""))
         #expect(text.contains("line 7: endpoints.logger: must be a path starting with / and without ?"))
         #expect(text.contains("line 9: limits.max_body: expected a size such as 64MiB or 1GiB, found \"lots\""))
-        #expect(text.contains("line 11: sinks[0].type: expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, found \"kafka\""))
+        #expect(text.contains("line 11: sinks[0].type: expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, upstream, found \"kafka\""))
         #expect(text.contains { $0.contains("enrollment: no way to enroll") })
     }
 
@@ -99,12 +99,14 @@ extension ConfigurationTests {
         #expect(configuration.listen == .init(host: "0.0.0.0", port: 8443))
         #expect(configuration.enrollment.secrets.map(\.name) == ["default", "staging"])
         #expect(configuration.limits.maxBody == 64 << 20)
-        #expect(configuration.agentConfig.sources.map(\.name) == ["base", "packs", "fleet-options", "vendor"])
+        #expect(configuration.agentConfig.sources.map(\.name) == ["base", "packs", "fleet-options", "backend", "vendor"])
         #expect(configuration.agentConfig.targets.map(\.name) == ["macs", "staging"])
-        #expect(configuration.agentConfig.defaultSources?.count == 4)
-        #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem"])
+        #expect(configuration.agentConfig.defaultSources?.count == 5)
+        #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem", "backend"])
         #expect(configuration.sinks[2].match.queries == ["pack_detections_*"])
         #expect(configuration.spool.maxSize == 1 << 30)
         #expect(configuration.admin?.listen == .init(host: "127.0.0.1", port: 9443))
+        #expect(configuration.upstream?.endpoints.logger == "/api/osquery/log")
+        #expect(configuration.upstream?.identityHeaders.serial == "X-Client-Cert-Serial")
     }
 }

@@ -155,6 +155,8 @@ struct FailingNodeStore: NodeStore {
     struct Down: Error {}
     func node(keyHash: [UInt8]) async throws -> NodeRecord? { throw Down() }
     func node(certificateFingerprint: String) async throws -> NodeRecord? { throw Down() }
+    func node(id: String) async throws -> NodeRecord? { throw Down() }
+    func revoke(_ node: NodeRecord, at date: Date) async throws { throw Down() }
     func save(_ node: NodeRecord) async throws -> NodeRecord? { throw Down() }
     func recordLastSeen(_ times: [String: Date]) async throws { throw Down() }
     func count() async throws -> Int { throw Down() }

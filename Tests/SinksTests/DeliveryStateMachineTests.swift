@@ -150,6 +150,25 @@ import Testing
         #expect(m.cursor == at(300))
     }
 
+    /// One node's records refused, the rest delivered (the upstream sink): only the refused ones
+    /// are dead-lettered, then the cursor moves past the whole batch; no index refused is a delivery.
+    @Test func aPartlyRejectedBatchDeadLettersOnlyItsRefusedRecords() {
+        var m = machine()
+        let script = [
+            m.start(),
+            m.readCompleted(records(0..<3), next: at(300)),
+            m.deliveryCompleted(.partlyRejected(indices: [1], reason: "node_invalid")),
+            m.deadLetterWritten(),
+            m.cursorSaved(),
+            m.readCompleted(records(3..<6), next: at(600)),
+            m.deliveryCompleted(.partlyRejected(indices: [], reason: "none")),
+        ].map { step($0) }
+        #expect(script == [
+            .read(at(0)), .deliver([0, 1, 2]), .deadLetter([1], reason: "node_invalid"), .save(at(300)), .read(at(300)),
+            .deliver([3, 4, 5]), .save(at(600)),
+        ])
+    }
+
     /// A worker's loop over scripted outcomes: every `saveCursor` comes right after a delivery or a
     /// dead-letter write that succeeded, and never otherwise.
     @Test func theCursorIsSavedOnlyAfterADeliveryOrADeadLetterCompletes() {

@@ -19,6 +19,8 @@ extension AgentConfigService {
             case directory(String)
             case inline(JSONObject)
             case http(HTTPConfigSource.Configuration)
+            /// The upstream backend's config for each node (`upstream: true`), merged in at request time.
+            case upstream
         }
 
         var name: String
@@ -45,6 +47,8 @@ extension AgentConfigService {
                 return InlineConfigSource(name: name, config: config)
             case .http(let http):
                 return try HTTPConfigSource(name: name, configuration: http, refreshInterval: refresh ?? .seconds(60))
+            case .upstream:
+                return PerNodeConfigSource(name: name)
             }
         }
     }

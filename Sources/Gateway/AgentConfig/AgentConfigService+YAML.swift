@@ -7,9 +7,14 @@ extension AgentConfigService.Configuration {
         options.policy = section.choice("collisions", ConfigMerger.CollisionPolicy.self) ?? .rename
         if let size = section.size("max_size") { options.maxSize = size }
         var names = Set<String>()
+        var perNode = 0
         sources = section.entries("sources") { entry, _ in
             guard let source = AgentConfigService.Source(reading: entry) else { return nil }
             if !names.insert(source.name).inserted { reader.report(entry.key("name"), entry.node, "source name \(source.name) is used twice") }
+            if case .upstream = source.kind {
+                perNode += 1
+                if perNode > 1 { reader.report(entry.key("upstream"), entry.value("upstream"), "only one source can be the upstream backend") }
+            }
             return source
         }
         targets = section.entries("targets") { entry, i in
@@ -30,8 +35,9 @@ extension AgentConfigService.Configuration {
 }
 
 extension AgentConfigService.Source {
-    /// One `agent_config.sources[]` entry: `name`, exactly one of `file`, `directory`, `inline` or
-    /// `http`, and `refresh`; `timeout` bounds an HTTP fetch (default 10s).
+    /// One `agent_config.sources[]` entry: `name`, exactly one of `file`, `directory`, `inline`,
+    /// `http` or `upstream: true` (the upstream backend's config per node), and `refresh`; `timeout`
+    /// bounds an HTTP fetch (default 10s).
     init?(reading entry: MappingReader) {
         let reader = entry.reader
         let name = entry.requiredString("name")
@@ -50,9 +56,10 @@ extension AgentConfigService.Source {
         if let http = entry.section("http", { HTTPConfigSource.Configuration(reading: $0, timeout: timeout) }), let http {
             kinds.append(.http(http))
         }
+        if entry.bool("upstream") == true { kinds.append(.upstream) }
         guard let name else { return nil }
         guard kinds.count == 1 else {
-            reader.report(entry.path, entry.node, "give exactly one of file, directory, inline or http")
+            reader.report(entry.path, entry.node, "give exactly one of file, directory, inline, http or upstream: true")
             return nil
         }
         self.init(name: name, kind: kinds[0], refresh: refresh)

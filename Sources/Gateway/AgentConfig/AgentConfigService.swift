@@ -101,18 +101,70 @@ final class AgentConfigService: Service, Sendable {
 
     /// The config for `node`, or nil while none can be served.
     func config(for node: NodeRecord, certificate: PeerCertificate?) -> Rendered? {
-        let cacheKey = TargetKey(nodeID: node.id, enrolledAt: node.enrolledAt, certificate: certificate?.fingerprint)
-        return state.withLockedValue { state in
-            let index: Int
-            if let cached = state.targetOfNode[cacheKey] {
-                index = cached
-            } else {
-                index = Self.targetIndex(for: Self.facts(node, certificate, state.setup), in: state.setup.targets)
-                if state.targetOfNode.count > 500_000 { state.targetOfNode.removeAll(keepingCapacity: true) }
-                state.targetOfNode[cacheKey] = index
-            }
+        state.withLockedValue { state in
+            let index = Self.targetIndex(of: node, certificate, &state)
             return index < state.rendered.count ? state.rendered[index] : nil
         }
+    }
+
+    /// The target of `node`, cached per enrollment and certificate.
+    private static func targetIndex(of node: NodeRecord, _ certificate: PeerCertificate?, _ state: inout State) -> Int {
+        let cacheKey = TargetKey(nodeID: node.id, enrolledAt: node.enrolledAt, certificate: certificate?.fingerprint)
+        if let cached = state.targetOfNode[cacheKey] { return cached }
+        let index = targetIndex(for: facts(node, certificate, state.setup), in: state.setup.targets)
+        if state.targetOfNode.count > 500_000 { state.targetOfNode.removeAll(keepingCapacity: true) }
+        state.targetOfNode[cacheKey] = index
+        return index
+    }
+
+    // MARK: - Per-node sources
+
+    /// A node's target when it uses a per-node source (`PerNodeConfigSource`): what the config
+    /// endpoint needs to merge that node's content in, in the target's source order, by the same
+    /// rules and limits as every other config.
+    struct PerNodeTarget: Sendable {
+        /// The per-node source's name (provenance, renamed queries).
+        var source: String
+        /// The target's contributions with `{}` at `slot`; nil while another of its sources has never loaded.
+        var contributions: [ConfigMerger.Contribution]?
+        var slot: Int
+        /// The target's config from its other sources alone; nil when it has no other source (or none
+        /// could be rendered yet), because `{}` served to an agent would wipe its schedule.
+        var local: Rendered?
+    }
+
+    /// The per-node view of `node`'s target; nil when that target has no per-node source.
+    func perNodeTarget(for node: NodeRecord, certificate: PeerCertificate?) -> PerNodeTarget? {
+        state.withLockedValue { state in
+            let index = Self.targetIndex(of: node, certificate, &state)
+            guard index < state.setup.targets.count else { return nil }
+            let target = state.setup.targets[index]
+            let perNode = Set(state.setup.sources.filter { $0 is PerNodeConfigSource }.map { $0.name })
+            guard let slot = target.sources.firstIndex(where: perNode.contains) else { return nil }
+            var contributions: [ConfigMerger.Contribution]? = []
+            for name in target.sources {
+                guard let content = state.sources[name]?.content else {
+                    contributions = nil
+                    break
+                }
+                contributions?.append(.init(source: name, config: content))
+            }
+            let hasOthers = target.sources.contains { !perNode.contains($0) }
+            return PerNodeTarget(
+                source: target.sources[slot], contributions: contributions, slot: slot,
+                local: hasOthers && index < state.rendered.count ? state.rendered[index] : nil)
+        }
+    }
+
+    /// `target`'s config with `content` (one node's, from the per-node source) in its place.
+    /// - Returns: the rendered config, or the reason it cannot be served (sources not loaded, a
+    ///   refused merge, over `maxSize` or too deep).
+    func render(_ content: JSONObject, into target: PerNodeTarget) -> Result<Rendered, AgentConfigError> {
+        guard var contributions = target.contributions, target.slot < contributions.count else {
+            return .failure(AgentConfigError("a config source of this target has not loaded yet"))
+        }
+        contributions[target.slot].config = content
+        return render(contributions, options: options)
     }
 
     func facts(_ node: NodeRecord, _ certificate: PeerCertificate?) -> NodeFacts {

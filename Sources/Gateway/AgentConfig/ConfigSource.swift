@@ -131,3 +131,15 @@ struct InlineConfigSource: ConfigSource {
 
     func load() async throws -> JSONObject { config }
 }
+
+/// A source whose content differs per node and is only known when that node asks: `upstream: true`,
+/// the upstream backend's config for the node, fetched with its key (`UpstreamConfig`).
+///
+/// Between requests it contributes nothing: the target's shared config is rendered with `{}` in its
+/// place, which is also what a node gets from the other sources alone while the backend is down.
+struct PerNodeConfigSource: ConfigSource {
+    let name: String
+    var refreshInterval: Duration { .seconds(3600) }
+
+    func load() async throws -> JSONObject { JSONObject() }
+}

@@ -33,18 +33,23 @@ enum GatewayApplication {
     ) async throws -> [any Service] {
         let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.path)
         let lastSeen = LastSeenRecorder(store: store, logger: logger)
+        let upstream = try configuration.upstream.map { try Upstream(configuration: $0, dataDir: configuration.dataDir, logger: logger) }
         let authenticator = NodeAuthenticator(
-            store: store, certificateEnrollment: configuration.enrollment.clientCertificate, lastSeen: lastSeen)
+            store: store, certificateEnrollment: configuration.enrollment.clientCertificate, lastSeen: lastSeen,
+            unknownKeys: upstream.map { UpstreamKeyLearner(upstream: $0, store: store) as any UnknownNodeKeys })
+        let upstreamNodes = upstream.map { UpstreamNodes(upstream: $0, store: store, authenticator: authenticator) }
         let secrets = EnrollSecrets(try EnrollSecretVerifier(configuration: configuration.enrollment.secrets))
         let enrollment = EnrollmentService(
             secrets: secrets,
             store: store, authenticator: authenticator,
-            certificateEnrollment: configuration.enrollment.clientCertificate, logger: logger)
+            certificateEnrollment: configuration.enrollment.clientCertificate, logger: logger,
+            forwarder: upstream.map { UpstreamEnrollment(upstream: $0, secretField: configuration.enrollment.secretField) as any EnrollmentForwarder })
         let agentConfig = try AgentConfigService(
             configuration: configuration.agentConfig, tagsBySecret: configuration.tagsBySecret, logger: logger)
         await agentConfig.refresh(force: true)
         let pipeline = try LogPipeline.make(
-            spool: configuration.spool, sinks: configuration.sinks, deadLetterDirectory: configuration.dataDir + "/deadletter", logger: logger)
+            spool: configuration.spool, sinks: configuration.sinks, deadLetterDirectory: configuration.dataDir + "/deadletter",
+            upstream: upstreamNodes, logger: logger)
         for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
         let limits = configuration.limits
@@ -63,7 +68,10 @@ enum GatewayApplication {
                 configuration: .init(
                     highWater: Int(Double(configuration.spool.maxSize) * limits.spoolHighWater),
                     maxConcurrent: limits.maxConcurrentIngest),
-                spool: pipeline.spool)))
+                spool: pipeline.spool)),
+            upstream: upstreamNodes.map { nodes in
+                UpstreamEndpoints(config: UpstreamConfig(nodes: nodes, agentConfig: agentConfig), passThrough: UpstreamPassThrough(nodes: nodes))
+            })
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())
@@ -85,10 +93,11 @@ enum GatewayApplication {
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
             running: configuration,
-            live: .init(identity: identity, secrets: secrets, agentConfig: agentConfig, pipeline: pipeline),
+            live: .init(identity: identity, secrets: secrets, agentConfig: agentConfig, pipeline: pipeline, upstream: upstreamNodes),
             listensForSignals: handleSignals, logger: logger)
         services.append(reloader)
         services.insert(ShutdownAction { for source in agentConfig.sources { await (source as? HTTPConfigSource)?.shutdown() } }, at: 0)
+        if let upstream { services.insert(ShutdownAction { await upstream.shutdown() }, at: 0) }
         services.append(NamedService("agent listener on \(configuration.listen.description)", agentListener))
         if let admin = configuration.admin, let registry {
             services.append(NamedService(

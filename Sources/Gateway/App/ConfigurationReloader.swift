@@ -24,6 +24,8 @@ final class ConfigurationReloader: Service, Sendable {
         var secrets: EnrollSecrets
         var agentConfig: AgentConfigService
         var pipeline: LogPipeline
+        /// The upstream backend's nodes, for `upstream` sinks added by a reload.
+        var upstream: UpstreamNodes? = nil
     }
 
     private let running: NIOLockedValueBox<GatewayConfiguration>
@@ -113,11 +115,11 @@ final class ConfigurationReloader: Service, Sendable {
         for sink in next.sinks {
             switch old[sink.name] {
             case nil:
-                pipeline.add(try sink.makeRoute(logger: logger))
+                pipeline.add(try sink.makeRoute(logger: logger, upstream: live.upstream))
                 changes.append("sink \(sink.name) added")
             case let previous? where previous != fingerprint(sink):
                 await pipeline.remove(sink: sink.name, keepingCursor: true)
-                pipeline.add(try sink.makeRoute(logger: logger))
+                pipeline.add(try sink.makeRoute(logger: logger, upstream: live.upstream))
                 changes.append("sink \(sink.name) changed")
             default:
                 break
@@ -151,6 +153,7 @@ final class ConfigurationReloader: Service, Sendable {
         keep("enrollment.client_certificate", \.enrollment.clientCertificate)
         keep("enrollment.secret_field", \.enrollment.secretField)
         keep("admin", \.admin)
+        keep("upstream", \.upstream)
         keep("log_level", \.logLevel)
         return changed
     }

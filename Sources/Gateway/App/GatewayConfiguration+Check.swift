@@ -50,6 +50,16 @@ extension GatewayConfiguration {
         for (i, source) in agentConfig.sources.enumerated() {
             if case .http(let http) = source.kind { problems += http.endpoint.problems(at: "agent_config.sources[\(i)].http", problem) }
         }
+        if let upstream {
+            problems += upstream.endpoint.problems(at: "upstream", problem)
+            if let secret = upstream.enrollSecret {
+                do {
+                    _ = try Upstream.readSecret(secret, environment: ProcessInfo.processInfo.environment)
+                } catch let error as ConfigurationError {
+                    problems += error.problems.map { problem($0.key, $0.message) }
+                }
+            }
+        }
         for (i, source) in agentConfig.sources.enumerated() {
             let key: String
             let loaded: any ConfigSource
@@ -65,7 +75,7 @@ extension GatewayConfiguration {
                     continue
                 }
                 loaded = DirectoryConfigSource(name: source.name, path: path)
-            case .inline, .http:
+            case .inline, .http, .upstream:
                 continue
             }
             do {

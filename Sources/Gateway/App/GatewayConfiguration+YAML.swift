@@ -55,12 +55,20 @@ extension GatewayConfiguration {
         if enrollment.clientCertificate && tls?.clientCA == nil {
             reader.report("enrollment.client_certificate", "needs tls.client_ca")
         }
-        if enrollment.secrets.isEmpty && !enrollment.clientCertificate {
+        let upstream = top.section("upstream") { Upstream.Configuration(reading: $0) } ?? nil
+        // In front of a backend that judges the agents' own secrets, the gateway needs none.
+        let backendJudgesSecrets = upstream != nil && upstream?.enrollSecret == nil
+        if enrollment.secrets.isEmpty && !enrollment.clientCertificate && !backendJudgesSecrets {
             reader.report("enrollment", top.value("enrollment") ?? top.node, "no way to enroll: add a secret or enable client_certificate")
         }
         let nodeStore = top.section("node_store") { SQLiteNodeStore.Configuration(reading: $0) }
             ?? SQLiteNodeStore.Configuration(path: reader.inDataDir("nodes.sqlite"))
         let agentConfig = top.section("agent_config") { AgentConfigService.Configuration(reading: $0) } ?? .init()
+        if upstream == nil {
+            for (i, source) in agentConfig.sources.enumerated() {
+                if case .upstream = source.kind { reader.report("agent_config.sources[\(i)].upstream", "needs the upstream section") }
+            }
+        }
         let spool = top.section("spool") { Spool.Configuration(reading: $0) } ?? Spool.Configuration(directory: reader.inDataDir("spool"))
         let sinks: [SinkConfiguration]
         if top.value("sinks") != nil {
@@ -76,6 +84,11 @@ extension GatewayConfiguration {
         } else {
             sinks = [SinkConfiguration(name: "files", kind: .file(.init(name: "files", directory: reader.inDataDir("logs"))))]
         }
+        if upstream == nil {
+            for (i, sink) in sinks.enumerated() {
+                if case .upstream = sink.kind { reader.report("sinks[\(i)].type", "upstream needs the upstream section") }
+            }
+        }
         let limits = top.section("limits") { RequestLimits(reading: $0) } ?? RequestLimits()
         if spool.maxSize < limits.maxInflatedBody {
             reader.report("spool.max_size", "must be at least limits.max_inflated_body (\(limits.maxInflatedBody) bytes), or a large batch could never be stored")
@@ -88,6 +101,6 @@ extension GatewayConfiguration {
         return GatewayConfiguration(
             listen: listen, tls: tls, endpoints: endpoints, dataDir: reader.dataDirectory, enrollment: enrollment,
             nodeStore: nodeStore, agentConfig: agentConfig, sinks: sinks, spool: spool, limits: limits,
-            logLevel: logLevel, admin: admin, development: development)
+            logLevel: logLevel, admin: admin, upstream: upstream, development: development)
     }
 }

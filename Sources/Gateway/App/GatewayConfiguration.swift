@@ -21,6 +21,8 @@ struct GatewayConfiguration: Sendable {
     var logLevel = "info"
     /// Where `/metrics` (Prometheus) and `/health` are served over plain HTTP; nil: not served.
     var admin: AdminServer.Configuration?
+    /// The osquery backend the gateway stands in front of; nil: none (docs/upstream.md).
+    var upstream: Upstream.Configuration?
     /// Create the development PKI, enroll secret and base config when they are missing.
     var development = false
     /// The file this was read from, if any.

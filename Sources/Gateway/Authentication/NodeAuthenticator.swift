@@ -6,7 +6,9 @@ import Support
 /// Decides which node a request comes from: by node key, and by verified client certificate.
 ///
 /// Rules (docs/protocol.md#errors, docs/threat-model.md):
-/// - a key is looked up by its hash; unknown or empty → `nodeInvalid` (the agent re-enrolls);
+/// - a key is looked up by its hash; unknown or empty → `nodeInvalid` (the agent re-enrolls), unless
+///   `unknownKeys` (an upstream backend) vouches for an unknown one;
+/// - a key whose node was revoked (the upstream backend refused it) → `nodeInvalid`;
 /// - a node enrolled with a certificate is bound to it: its key with another certificate, or none,
 ///   → `certificateMismatch` (403, no re-enrollment: that cannot fix it);
 /// - no key but a verified certificate, with certificate enrollment on → the node bound to that
@@ -20,21 +22,25 @@ final class NodeAuthenticator: Sendable {
     private let certificateEnrollment: Bool
     private let cache = NIOLockedValueBox([[UInt8]: NodeRecord]())
     private let maxCached: Int
+    private let unknownKeys: (any UnknownNodeKeys)?
     let lastSeen: LastSeenRecorder
 
-    init(store: any NodeStore, certificateEnrollment: Bool, lastSeen: LastSeenRecorder, maxCached: Int = 200_000) {
+    init(store: any NodeStore, certificateEnrollment: Bool, lastSeen: LastSeenRecorder, maxCached: Int = 200_000,
+         unknownKeys: (any UnknownNodeKeys)? = nil) {
         self.store = store
         self.certificateEnrollment = certificateEnrollment
         self.lastSeen = lastSeen
         self.maxCached = maxCached
+        self.unknownKeys = unknownKeys
     }
 
     /// The node behind `nodeKey` and `certificate`.
+    /// - Parameter origin: the request's connection, for an upstream backend asked about an unknown key.
     /// - Throws: `OsqueryError` as described above.
-    func authenticate(nodeKey: String?, certificate: PeerCertificate?) async throws -> NodeRecord {
+    func authenticate(nodeKey: String?, certificate: PeerCertificate?, origin: AgentOrigin? = nil) async throws -> NodeRecord {
         let node: NodeRecord
         if let nodeKey, !nodeKey.isEmpty {
-            node = try await byKey(nodeKey)
+            node = try await byKey(nodeKey, origin: origin ?? AgentOrigin(certificate: certificate))
             if let bound = node.certificateFingerprint, bound != certificate?.fingerprint {
                 throw OsqueryError.certificateMismatch(
                     certificate == nil ? "this node key needs its client certificate" : "this node key is bound to another client certificate")
@@ -57,20 +63,42 @@ final class NodeAuthenticator: Sendable {
         }
     }
 
-    private func byKey(_ nodeKey: String) async throws -> NodeRecord {
+    /// Revokes `node`'s enrollment (the upstream backend refused its key): from now on its key gets
+    /// `node_invalid`, here and from the store, until the host enrolls again.
+    /// - Throws: when the store cannot record it (the key then keeps working).
+    func revoke(_ node: NodeRecord) async throws {
+        let now = Date()
+        try await store.revoke(node, at: now)
+        var revoked = node
+        revoked.revokedAt = now
+        cache.withLockedValue { cache in
+            if cache[node.keyHash] != nil { cache[node.keyHash] = revoked }
+        }
+    }
+
+    private func byKey(_ nodeKey: String, origin: AgentOrigin) async throws -> NodeRecord {
         let hash = NodeKey.hash(nodeKey)
-        if let cached = cache.withLockedValue({ $0[hash] }) { return cached }
-        let found: NodeRecord?
-        do {
-            found = try await store.node(keyHash: hash)
-        } catch {
-            throw OsqueryError.unavailable("node store unavailable")
+        let node: NodeRecord
+        if let cached = cache.withLockedValue({ $0[hash] }) {
+            node = cached
+        } else {
+            let found: NodeRecord?
+            do {
+                found = try await store.node(keyHash: hash)
+            } catch {
+                throw OsqueryError.unavailable("node store unavailable")
+            }
+            if let found, ConstantTime.equals(found.keyHash, hash) {
+                node = found
+            } else if let unknownKeys {
+                node = try await unknownKeys.resolve(nodeKey: nodeKey, keyHash: hash, origin: origin)
+            } else {
+                throw OsqueryError.nodeInvalid("unknown node key")
+            }
+            replaced(nil, with: node)
         }
-        guard let found, ConstantTime.equals(found.keyHash, hash) else {
-            throw OsqueryError.nodeInvalid("unknown node key")
-        }
-        replaced(nil, with: found)
-        return found
+        if node.revokedAt != nil { throw OsqueryError.nodeInvalid("node key revoked by the upstream backend") }
+        return node
     }
 
     private func byCertificate(_ certificate: PeerCertificate) async throws -> NodeRecord {

@@ -19,6 +19,12 @@ struct NodeRecord: Sendable, Equatable {
     var certificateFingerprint: String?
     var enrolledAt: Date
     var lastSeen: Date?
+    /// In front of an upstream backend: the node key that backend gave this node, sealed with the
+    /// gateway's upstream key (`UpstreamKeySealer`), never in plaintext. nil without a backend.
+    var upstreamKey: [UInt8]? = nil
+    /// When the backend declared this node's key invalid: the gateway refuses its key too
+    /// (`node_invalid`) until the host enrolls again.
+    var revokedAt: Date? = nil
 }
 
 /// Where nodes are kept.
@@ -33,11 +39,16 @@ protocol NodeStore: Sendable {
     func node(keyHash: [UInt8]) async throws -> NodeRecord?
     /// The node bound to a client certificate.
     func node(certificateFingerprint: String) async throws -> NodeRecord?
+    /// The node with the gateway id `id` (sinks find a record's node by it).
+    func node(id: String) async throws -> NodeRecord?
     /// Stores an enrollment. A node with the same `hostKey` is replaced (keeping its id); the replaced
     /// record is returned so caches can forget its key.
     /// - Throws: `NodeStoreError.boundToAnotherCertificate`, changing nothing, when the node with that
     ///   `hostKey` is bound to a certificate other than `node.certificateFingerprint` (or `node` has none).
     func save(_ node: NodeRecord) async throws -> NodeRecord?
+    /// Marks `node`'s enrollment revoked at `date`, if it is still the current one (the stored key
+    /// hash is `node.keyHash`): a host that enrolled again meanwhile is left alone.
+    func revoke(_ node: NodeRecord, at date: Date) async throws
     /// Writes a batch of last-seen times (node id → time).
     func recordLastSeen(_ times: [String: Date]) async throws
     /// How many nodes are stored.

@@ -37,11 +37,19 @@ final class SQLiteNodeStore: NodeStore {
                 CREATE INDEX nodes_certificate ON nodes(certificate_fingerprint);
                 """)
         }
+        // Upstream mode (docs/upstream.md): the backend's key for the node, sealed, and when the
+        // backend revoked it.
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE nodes ADD COLUMN upstream_key BLOB;
+                ALTER TABLE nodes ADD COLUMN revoked_at DOUBLE;
+                """)
+        }
         try migrator.migrate(pool)
     }
 
     private static let columns =
-        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen"
+        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen, upstream_key, revoked_at"
 
     func node(keyHash: [UInt8]) async throws -> NodeRecord? {
         try await pool.read { db in
@@ -56,6 +64,20 @@ final class SQLiteNodeStore: NodeStore {
                 db, sql: "SELECT \(Self.columns) FROM nodes WHERE certificate_fingerprint = ? ORDER BY enrolled_at DESC LIMIT 1",
                 arguments: [certificateFingerprint]
             ).map(Self.record)
+        }
+    }
+
+    func node(id: String) async throws -> NodeRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT \(Self.columns) FROM nodes WHERE id = ?", arguments: [id]).map(Self.record)
+        }
+    }
+
+    func revoke(_ node: NodeRecord, at date: Date) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE nodes SET revoked_at = ? WHERE id = ? AND key_hash = ?",
+                arguments: [date.timeIntervalSince1970, node.id, Data(node.keyHash)])
         }
     }
 
@@ -76,17 +98,20 @@ final class SQLiteNodeStore: NodeStore {
                 try db.execute(
                     sql: """
                         UPDATE nodes SET key_hash = ?, host_identifier = ?, platform_type = ?, host_details = ?,
-                            secret_name = ?, certificate_fingerprint = ?, enrolled_at = ?, last_seen = ? WHERE id = ?
+                            secret_name = ?, certificate_fingerprint = ?, enrolled_at = ?, last_seen = ?,
+                            upstream_key = ?, revoked_at = ? WHERE id = ?
                         """,
                     arguments: [Data(node.keyHash), node.hostIdentifier, node.platformType, node.hostDetails,
                                 node.secretName, node.certificateFingerprint, node.enrolledAt.timeIntervalSince1970,
-                                node.lastSeen?.timeIntervalSince1970, node.id])
+                                node.lastSeen?.timeIntervalSince1970, node.upstreamKey.map { Data($0) },
+                                node.revokedAt?.timeIntervalSince1970, node.id])
             } else {
                 try db.execute(
-                    sql: "INSERT INTO nodes (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    sql: "INSERT INTO nodes (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     arguments: [node.id, Data(node.keyHash), node.hostKey, node.hostIdentifier, node.platformType,
                                 node.hostDetails, node.secretName, node.certificateFingerprint,
-                                node.enrolledAt.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970])
+                                node.enrolledAt.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970,
+                                node.upstreamKey.map { Data($0) }, node.revokedAt?.timeIntervalSince1970])
             }
             return previous
         }
@@ -110,11 +135,14 @@ final class SQLiteNodeStore: NodeStore {
         let keyHash: Data = row["key_hash"]
         let enrolledAt: Double = row["enrolled_at"]
         let lastSeen: Double? = row["last_seen"]
+        let upstreamKey: Data? = row["upstream_key"]
+        let revokedAt: Double? = row["revoked_at"]
         return NodeRecord(
             id: row["id"], keyHash: Array(keyHash), hostKey: row["host_key"], hostIdentifier: row["host_identifier"],
             platformType: row["platform_type"], hostDetails: row["host_details"], secretName: row["secret_name"],
             certificateFingerprint: row["certificate_fingerprint"],
-            enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)))
+            enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)),
+            upstreamKey: upstreamKey.map { Array($0) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)))
     }
 }
 

@@ -10,11 +10,14 @@ extension HTTPEndpoint {
     /// `url`, `method` (only where `methods` allows a choice), `headers` (a mapping), `auth`
     /// (`header`, `prefix`, and one of `env` or `file`: the secret is read now and sent as that
     /// header), `ca`, `client_certificate` with `client_key`, `timeout` (the whole request),
-    /// `connect_timeout`, and `pool` (`size`, `idle_timeout`).
-    init?(reading section: MappingReader, method: HTTPMethod, methods: [HTTPMethod] = [], timeout: Duration) {
+    /// `connect_timeout`, and `pool` (`size`, `idle_timeout`). `timeout` and `idleTimeout` are the
+    /// defaults of the whole request and of the pool's idle timeout.
+    init?(reading section: MappingReader, method: HTTPMethod, methods: [HTTPMethod] = [], timeout: Duration,
+          idleTimeout: Duration = .seconds(60)) {
         let reader = section.reader
         let url = section.requiredString("url")
         self.init(url: url ?? "", method: method)
+        poolIdleTimeout = idleTimeout
         if let url, !url.hasPrefix("http://"), !url.hasPrefix("https://") {
             reader.report(section.key("url"), section.value("url"), "must start with http:// or https://")
         }

@@ -24,10 +24,15 @@ struct Ingest: Sendable {
     /// the agent be told `{}`.
     /// - Parameters:
     ///   - receivedAt: when the request arrived; every record carries it.
+    ///   - passedThrough: the upstream backend already has these records (a distributed write it
+    ///     answered), so the upstream sink skips them.
     ///   - logger: the request's logger, for the line that says a batch was refused.
     /// - Throws: `OsqueryError.spoolFull` when the spool cannot take the records.
-    func append(_ batch: some LogBatch, from node: NodeRecord, receivedAt: Date, logger: Logger) async throws {
-        let records = batch.records(for: node, receivedAt: receivedAt)
+    func append(_ batch: some LogBatch, from node: NodeRecord, receivedAt: Date, passedThrough: Bool = false, logger: Logger) async throws {
+        var records = batch.records(for: node, receivedAt: receivedAt)
+        if passedThrough {
+            for i in records.indices { records[i].passedThrough = true }
+        }
         do {
             try await pipeline.append(records)
         } catch let error as SinkError {

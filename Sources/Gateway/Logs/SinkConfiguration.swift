@@ -14,6 +14,8 @@ struct SinkConfiguration: Sendable {
         case firehose(FirehoseSink.Configuration)
         case syslog(SyslogSink.Configuration)
         case nats(NATSSink.Configuration)
+        /// Logs re-posted to the upstream backend (needs the `upstream` section).
+        case upstream(UpstreamSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -24,7 +26,7 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http, .s3, .kinesis, .firehose, .syslog, .nats: return nil
+        case .http, .s3, .kinesis, .firehose, .syslog, .nats, .upstream: return nil
         }
     }
 
@@ -34,12 +36,13 @@ struct SinkConfiguration: Sendable {
         case .s3(let s3): return s3.connection.httpEndpoint()
         case .kinesis(let kinesis): return kinesis.connection.httpEndpoint()
         case .firehose(let firehose): return firehose.connection.httpEndpoint()
-        case .file, .zstd, .http, .syslog, .nats: return nil
+        case .file, .zstd, .http, .syslog, .nats, .upstream: return nil
         }
     }
 
     /// The running sink, with the records it takes.
-    func makeRoute(logger: Logger) throws -> LogPipeline.Route {
+    /// - Parameter upstream: the backend's nodes, for an `upstream` sink.
+    func makeRoute(logger: Logger, upstream: UpstreamNodes? = nil) throws -> LogPipeline.Route {
         let built: any Sink
         switch kind {
         case .file(let file): built = try FileSink(configuration: file)
@@ -53,6 +56,9 @@ struct SinkConfiguration: Sendable {
         case .firehose(let firehose): built = try FirehoseSink(configuration: firehose)
         case .syslog(let syslog): built = try SyslogSink(configuration: syslog)
         case .nats(let nats): built = NATSSink(configuration: nats)
+        case .upstream(let configuration):
+            guard let upstream else { throw SinkError.io("sink \(name) of type upstream needs the upstream section") }
+            built = UpstreamSink(configuration: configuration, nodes: upstream)
         }
         return LogPipeline.Route(sink: built, match: match)
     }
@@ -60,8 +66,9 @@ struct SinkConfiguration: Sendable {
 
 extension LogPipeline {
     /// The spool, the configured sinks and their delivery workers.
-    static func make(spool configuration: Spool.Configuration, sinks: [SinkConfiguration], deadLetterDirectory: String, logger: Logger) throws -> LogPipeline {
-        let routes = try sinks.map { try $0.makeRoute(logger: logger) }
+    static func make(spool configuration: Spool.Configuration, sinks: [SinkConfiguration], deadLetterDirectory: String,
+                     upstream: UpstreamNodes? = nil, logger: Logger) throws -> LogPipeline {
+        let routes = try sinks.map { try $0.makeRoute(logger: logger, upstream: upstream) }
         let spool = try Spool(configuration: configuration, sinks: routes.map(\.sink.name))
         logger.info("spool opened", metadata: [
             "gw.segments": "\(spool.segmentCount)", "gw.bytes": "\(spool.size)", "gw.unsent_bytes": "\(spool.unsentSize)",

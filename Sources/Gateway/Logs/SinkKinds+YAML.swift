@@ -45,3 +45,17 @@ extension HTTPForwarderSink.Configuration {
         }
     }
 }
+
+extension UpstreamSink.Configuration {
+    /// An `upstream` sink: `batch` (`max_records`, `max_bytes`, `max_wait`); where it posts is the
+    /// `upstream` section.
+    init(reading entry: MappingReader, name: String) {
+        self.init(name: name)
+        if let batch = entry.mapping("batch") {
+            if let value = batch.integer("max_records", in: 1...1_000_000) { batching.maxRecords = value }
+            if let value = batch.size("max_bytes") { batching.maxBytes = value }
+            if let value = batch.duration("max_wait") { batching.maxWait = value }
+            batch.finish()
+        }
+    }
+}

@@ -4,7 +4,8 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// The osquery TLS remote API: enroll, config, logger, distributed read and write.
+/// The osquery TLS remote API: enroll, config, logger, distributed read and write, and, in front
+/// of an upstream backend, carve start and block.
 ///
 /// Controllers only decode (`Osquery/`), call a service and answer (`OsqueryResponse`); every
 /// failure is an `OsqueryError` that renders itself, or an `OsqueryBodyError` the error middleware
@@ -25,6 +26,8 @@ struct OsqueryRoutes: Sendable {
     let agentConfig: AgentConfigService
     /// Where logger batches and distributed results go.
     let ingest: Ingest
+    /// In front of an osquery backend (`upstream`): per-node configs, pass-through and carving.
+    var upstream: UpstreamEndpoints? = nil
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post(RouterPath(endpoints.enroll)) { request, context in try await self.enroll(request, context) }
@@ -32,20 +35,32 @@ struct OsqueryRoutes: Sendable {
         router.post(RouterPath(endpoints.logger)) { request, context in try await self.log(request, context) }
         router.post(RouterPath(endpoints.distributedRead)) { request, context in try await self.distributedRead(request, context) }
         router.post(RouterPath(endpoints.distributedWrite)) { request, context in try await self.distributedWrite(request, context) }
+        // The gateway has no carve store of its own: carving exists only through a backend.
+        if upstream != nil {
+            router.post(RouterPath(endpoints.carveStart)) { request, context in try await self.carveStart(request, context) }
+            router.post(RouterPath(endpoints.carveBlock)) { request, context in try await self.carveBlock(request, context) }
+        }
     }
 
     func enroll(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let body = try await smallBodies.read(request)
         let enroll = try EnrollRequest(body: body, secretField: secretField)
-        let certificate = try await certificate(context)
-        let (nodeKey, _) = try await enrollment.enroll(enroll, urlSecret: context.urlSecret, certificate: certificate)
+        let origin = try await self.origin(request, context)
+        let (nodeKey, _) = try await enrollment.enroll(
+            enroll, urlSecret: context.urlSecret, certificate: origin.certificate, body: body, origin: origin)
         return OsqueryResponse.enrolled(nodeKey: nodeKey)
     }
 
     func config(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        let (node, certificate, _) = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
-        guard let config = agentConfig.config(for: node, certificate: certificate) else {
-            throw OsqueryError.noConfig("no osquery config is available yet")
+        let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
+        let config: AgentConfigService.Rendered
+        if let upstream {
+            config = try await upstream.config.config(for: call.node, origin: call.origin)
+        } else {
+            guard let local = agentConfig.config(for: call.node, certificate: call.origin.certificate) else {
+                throw OsqueryError.noConfig("no osquery config is available yet")
+            }
+            config = local
         }
         let gzip = request.headers[.acceptEncoding]?.lowercased().contains("gzip") == true
         return OsqueryResponse.config(json: config.json, gzipped: config.gzipped, acceptsGzip: gzip)
@@ -56,12 +71,48 @@ struct OsqueryRoutes: Sendable {
     }
 
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        _ = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
-        return OsqueryResponse.noQueries
+        let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
+        guard let upstream else { return OsqueryResponse.noQueries }
+        return OsqueryResponse.json(try await upstream.passThrough.distributedRead(call.node, body: call.raw, origin: call.origin))
     }
 
+    /// Stored, and answered `{}` once durable; in front of a backend first passed through, and then
+    /// answered with the backend's own body (the results are stored either way, so local sinks get them).
     func distributedWrite(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        try await ingested(request, context, .distributedWrite) { try DistributedWriteRequest(body: $0) }
+        guard let upstream else { return try await ingested(request, context, .distributedWrite) { try DistributedWriteRequest(body: $0) } }
+        let receivedAt = Date()
+        return try await ingest.admitted(.distributedWrite) {
+            let call = try await authenticated(request, context, largeBodies) { try DistributedWriteRequest(body: $0) }
+            switch try await upstream.passThrough.distributedWrite(call.node, body: call.raw, origin: call.origin) {
+            case .answered(let answer):
+                try await ingest.append(call.body, from: call.node, receivedAt: receivedAt, passedThrough: true, logger: context.logger)
+                return OsqueryResponse.json(answer)
+            case .later:
+                try await ingest.append(call.body, from: call.node, receivedAt: receivedAt, logger: context.logger)
+                return OsqueryResponse.accepted
+            }
+        }
+    }
+
+    /// Carve start, passed through to the backend (only registered in front of one).
+    func carveStart(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        guard let upstream else { throw OsqueryError.notFound("no osquery endpoint at this path") }
+        let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
+        return OsqueryResponse.json(try await upstream.passThrough.carve(.carveStart, call.node, body: call.raw, origin: call.origin))
+    }
+
+    /// Carve block, passed through to the backend. Blocks carry no key in the body: with the 5.23
+    /// `Authorization: NodeKey` header the node is authenticated, else the backend knows the block
+    /// by its `session_id`.
+    func carveBlock(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
+        guard let upstream else { throw OsqueryError.notFound("no osquery endpoint at this path") }
+        let origin = try await self.origin(request, context)
+        var node: NodeRecord?
+        if let headerKey = request.headers.nodeKey {
+            node = try await authenticator.authenticate(nodeKey: headerKey, certificate: origin.certificate, origin: origin)
+        }
+        let body = try await largeBodies.read(request)
+        return OsqueryResponse.json(try await upstream.passThrough.carve(.carveBlock, node, body: body, origin: origin))
     }
 
     /// The logger and distributed write endpoints: admit (load shaping, before anything is read),
@@ -71,10 +122,19 @@ struct OsqueryRoutes: Sendable {
     ) async throws -> Response {
         let receivedAt = Date()
         return try await ingest.admitted(kind) {
-            let (node, _, batch) = try await authenticated(request, context, largeBodies, decode: decode)
-            try await ingest.append(batch, from: node, receivedAt: receivedAt, logger: context.logger)
+            let call = try await authenticated(request, context, largeBodies, decode: decode)
+            try await ingest.append(call.body, from: call.node, receivedAt: receivedAt, logger: context.logger)
             return OsqueryResponse.accepted
         }
+    }
+
+    /// An authenticated request: its node, where it came from, its decoded body and its bytes.
+    private struct Authenticated<Body> {
+        var node: NodeRecord
+        var origin: AgentOrigin
+        var body: Body
+        /// The body as read (inflated), for an upstream backend.
+        var raw: ByteBuffer
     }
 
     /// The one authentication step of every node endpoint.
@@ -84,19 +144,24 @@ struct OsqueryRoutes: Sendable {
     /// body's `node_key` is used only when there is no header.
     private func authenticated<Body: NodeKeyed>(
         _ request: Request, _ context: GatewayRequestContext, _ reader: RequestBodyReader, decode: (ByteBuffer) throws -> Body
-    ) async throws -> (node: NodeRecord, certificate: PeerCertificate?, body: Body) {
-        let certificate = try await certificate(context)
+    ) async throws -> Authenticated<Body> {
+        let origin = try await self.origin(request, context)
         if let headerKey = request.headers.nodeKey {
-            let node = try await authenticator.authenticate(nodeKey: headerKey, certificate: certificate)
-            return (node, certificate, try decode(try await reader.read(request)))
+            let node = try await authenticator.authenticate(nodeKey: headerKey, certificate: origin.certificate, origin: origin)
+            let raw = try await reader.read(request)
+            return Authenticated(node: node, origin: origin, body: try decode(raw), raw: raw)
         }
-        let body = try decode(try await reader.read(request))
-        let node = try await authenticator.authenticate(nodeKey: body.nodeKey, certificate: certificate)
-        return (node, certificate, body)
+        let raw = try await reader.read(request)
+        let body = try decode(raw)
+        let node = try await authenticator.authenticate(nodeKey: body.nodeKey, certificate: origin.certificate, origin: origin)
+        return Authenticated(node: node, origin: origin, body: body, raw: raw)
     }
 
-    private func certificate(_ context: GatewayRequestContext) async throws -> PeerCertificate? {
-        guard certificatesInUse else { return nil }
-        return try await context.peerCertificate()
+    /// The connection's verified certificate (when certificates are in use), address and User-Agent.
+    private func origin(_ request: Request, _ context: GatewayRequestContext) async throws -> AgentOrigin {
+        var certificate: PeerCertificate?
+        if certificatesInUse { certificate = try await context.peerCertificate() }
+        return AgentOrigin(
+            certificate: certificate, address: context.channel.remoteAddress?.ipAddress, userAgent: request.headers[.userAgent])
     }
 }

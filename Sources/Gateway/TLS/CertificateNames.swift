@@ -38,7 +38,8 @@ struct CertificateNames {
         }
     }
 
-    private static func address(_ bytes: [UInt8]) -> String? {
+    /// An IPv4 or IPv6 address as `inet_ntop` prints it; nil for another length.
+    static func address(_ bytes: [UInt8]) -> String? {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         switch bytes.count {
         case 4: guard inet_ntop(AF_INET, bytes, &text, socklen_t(text.count)) != nil else { return nil }

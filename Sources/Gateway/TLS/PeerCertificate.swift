@@ -12,6 +12,11 @@ struct PeerCertificate: Sendable, Equatable {
     var subject: String
     var commonName: String?
     var dnsNames: [String]
+    /// The serial number as lower-case hex without leading zero bytes (`"0a3f"`), the one spelling
+    /// forwarded to an upstream backend: proxies disagree (decimal from one, hex from another).
+    var serial: String
+    /// Every subject alternative name as `DNS:name`, `IP:address`, `email:address` or `URI:uri`.
+    var subjectAlternativeNames: [String]
 
     init(_ certificate: NIOSSLCertificate) throws {
         let der = try certificate.toDERBytes()
@@ -22,11 +27,24 @@ struct PeerCertificate: Sendable, Equatable {
             .first { $0.type == .RDNAttributeType.commonName }
             .flatMap { String($0.value) }
         var names: [String] = []
+        var alternatives: [String] = []
         if let sans = try parsed.extensions.subjectAlternativeNames {
             for name in sans {
-                if case .dnsName(let dns) = name { names.append(dns) }
+                switch name {
+                case .dnsName(let dns):
+                    names.append(dns)
+                    alternatives.append("DNS:" + dns)
+                case .ipAddress(let octets):
+                    if let text = CertificateNames.address(Array(octets.bytes)) { alternatives.append("IP:" + text) }
+                case .rfc822Name(let email): alternatives.append("email:" + email)
+                case .uniformResourceIdentifier(let uri): alternatives.append("URI:" + uri)
+                default: break
+                }
             }
         }
         dnsNames = names
+        subjectAlternativeNames = alternatives
+        let serialBytes = Array(parsed.serialNumber.bytes.drop { $0 == 0 })
+        serial = serialBytes.isEmpty ? "00" : Hex.encode(serialBytes)
     }
 }

@@ -9,7 +9,8 @@ import struct Foundation.Date
 /// retry storm or a shutdown in the middle of a backoff, without a spool, a sink or a clock.
 ///
 /// The rules it keeps:
-/// - the cursor moves (`saveCursor`) only after the batch was delivered or dead-lettered;
+/// - the cursor moves (`saveCursor`) only after the batch was delivered or dead-lettered (a partly
+///   rejected batch: once its refused records are in the dead-letter file);
 /// - a partial batch waits once, up to `maxWait`, for more records (only if its oldest record is
 ///   younger than that);
 /// - a failed delivery backs off with `Backoff` (`Retry-After` wins) and the batch is read again from
@@ -174,6 +175,12 @@ struct DeliveryStateMachine {
         case .rejected(let reason):
             state = .deadLettering(batch)
             return .writeDeadLetter(batch.records, reason: reason)
+        case .partlyRejected(let indices, let reason):
+            let refused = indices.filter(batch.records.indices.contains).map { batch.records[$0] }
+            guard !refused.isEmpty else { return deliveryCompleted(.delivered) }
+            // Only the refused records are written; the cursor then moves past the whole batch.
+            state = .deadLettering(Batch(records: refused, next: batch.next))
+            return .writeDeadLetter(refused, reason: reason)
         }
     }
 

@@ -170,6 +170,9 @@ public final class DeliveryWorker: Service, Sendable {
                     "gw.reason": "\(reason)", "gw.attempt": "\(attempt)", "gw.records": "\(batch.count)", "gw.delay": "\(delay)",
                 ])
             }
+        case .partlyRejected(let indices, _):
+            succeeded()
+            delivered.increment(by: batch.count - Set(indices).count)
         case .rejected:
             break
         }

@@ -10,7 +10,9 @@ import NIOCore
 ///  str secretName | str platform | u32 count | count × item`
 /// item: `u8 flags | i32 severity | str queryName | bytes json`
 /// where `str` and `bytes` are `u32 length | bytes`. Frame flags: bit 0 secretName present, bit 1
-/// platform present. Item flags: bit 0 snapshot, bit 1 severity present, bit 2 queryName present.
+/// platform present, bit 2 passed through to the upstream backend (added without a version bump:
+/// frames written before it have the bit clear, which is what they mean). Item flags: bit 0
+/// snapshot, bit 1 severity present, bit 2 queryName present.
 enum SpoolFrame {
     static let headerSize = 8
     static let version: UInt8 = 2
@@ -30,7 +32,7 @@ enum SpoolFrame {
 
     static func sameOrigin(_ a: LogRecord, _ b: LogRecord) -> Bool {
         a.kind == b.kind && a.receivedAt == b.receivedAt && a.nodeID == b.nodeID && a.hostIdentifier == b.hostIdentifier
-            && a.secretName == b.secretName && a.platform == b.platform
+            && a.secretName == b.secretName && a.platform == b.platform && a.passedThrough == b.passedThrough
     }
 
     private static func encodeFrame(_ records: ArraySlice<LogRecord>, into buffer: inout ByteBuffer) {
@@ -41,7 +43,7 @@ enum SpoolFrame {
         let payloadStart = buffer.writerIndex
         buffer.writeInteger(version)
         buffer.writeInteger(kindCode(first.kind))
-        buffer.writeInteger(UInt8((first.secretName != nil ? 1 : 0) | (first.platform != nil ? 2 : 0)))
+        buffer.writeInteger(UInt8((first.secretName != nil ? 1 : 0) | (first.platform != nil ? 2 : 0) | (first.passedThrough ? 4 : 0)))
         buffer.writeInteger(Int64((first.receivedAt.timeIntervalSince1970 * 1000).rounded()), endianness: .little)
         for text in [first.nodeID, first.hostIdentifier, first.secretName ?? "", first.platform ?? ""] {
             writeString(text, into: &buffer)
@@ -125,7 +127,8 @@ enum SpoolFrame {
                 kind: kind, nodeID: nodeID, hostIdentifier: host,
                 secretName: flags & 1 != 0 ? secret : nil, queryName: itemFlags & 4 != 0 ? name : nil,
                 platform: flags & 2 != 0 ? platform : nil, isSnapshot: itemFlags & 1 != 0,
-                severity: itemFlags & 2 != 0 ? Int(severity) : nil, receivedAt: receivedAt, json: json))
+                severity: itemFlags & 2 != 0 ? Int(severity) : nil, receivedAt: receivedAt, json: json,
+                passedThrough: flags & 4 != 0))
         }
         return .records(records, length: headerSize + Int(length))
     }

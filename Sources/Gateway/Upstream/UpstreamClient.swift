@@ -1,0 +1,115 @@
+import AsyncHTTPClient
+import Metrics
+import NIOCore
+import NIOHTTP1
+import Support
+
+/// Posts osquery bodies to the backend and says what each answer means (`UpstreamAnswer`).
+///
+/// Every request is built here from nothing but the body, so headers an agent sent never reach the
+/// backend: identity headers (`X-Client-Cert-*` or whatever the operator named them) and
+/// `X-Forwarded-For` are the gateway's own, from what it verified (`AgentOrigin`). The client is the
+/// outbound-HTTP type every client here uses (`HTTPEndpoint.makeClient`): a keep-alive pool with
+/// HTTP/2 where the backend offers it over TLS, an idle timeout shorter than the backend's, and a
+/// request timeout below osquery's 16 s deadline, so the gateway always answers the agent itself.
+final class UpstreamClient: Sendable {
+    /// The backend endpoint a request goes to (also the `endpoint` label of `upstream_requests`).
+    enum Call: String, Sendable, CaseIterable {
+        case enroll, config, logger
+        case distributedRead = "distributed_read"
+        case distributedWrite = "distributed_write"
+        case carveStart = "carve_start"
+        case carveBlock = "carve_block"
+    }
+
+    let configuration: Upstream.Configuration
+    private let client: HTTPClient
+    /// The largest answer read (configs are at most a few MiB; anything larger is not an osquery answer).
+    static let maxAnswer = 16 << 20
+
+    /// - Throws: when the CA, certificate or key file cannot be read.
+    init(configuration: Upstream.Configuration) throws {
+        self.configuration = configuration
+        client = try configuration.endpoint.makeClient()
+    }
+
+    func path(_ call: Call) -> String {
+        let paths = configuration.endpoints
+        switch call {
+        case .enroll: return paths.enroll
+        case .config: return paths.config
+        case .logger: return paths.logger
+        case .distributedRead: return paths.distributedRead
+        case .distributedWrite: return paths.distributedWrite
+        case .carveStart: return paths.carveStart
+        case .carveBlock: return paths.carveBlock
+        }
+    }
+
+    /// Posts `body` to the backend's `call` endpoint.
+    /// - Parameters:
+    ///   - nodeKey: the backend's key for the node, also sent as `Authorization: NodeKey` as osquery
+    ///     5.23 does (when it is printable ASCII and the operator set no `Authorization` of their own).
+    ///   - origin: the agent's connection, for the identity headers and `X-Forwarded-For`.
+    func post(_ call: Call, body: UpstreamBody, nodeKey: String? = nil, origin: AgentOrigin? = nil) async -> UpstreamAnswer {
+        var request = configuration.endpoint.request(to: configuration.url(path(call)))
+        request.method = .POST
+        request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        request.headers.replaceOrAdd(name: "Accept", value: "application/json")
+        request.headers.replaceOrAdd(name: "User-Agent", value: origin?.userAgent.map(Self.headerSafe) ?? "osquery-gateway")
+        if let nodeKey, !nodeKey.isEmpty, nodeKey.utf8.allSatisfy({ (0x21...0x7E).contains($0) }),
+            !request.headers.contains(name: "Authorization")
+        {
+            request.headers.add(name: "Authorization", value: "NodeKey \(nodeKey)")
+        }
+        if let address = origin?.address { request.headers.replaceOrAdd(name: "X-Forwarded-For", value: address) }
+        for (name, value) in identityHeaders(origin?.certificate) { request.headers.replaceOrAdd(name: name, value: value) }
+        if body.parts.count == 1 {
+            request.body = .bytes(body.parts[0])
+        } else {
+            let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
+            for part in body.parts { continuation.yield(part) }
+            continuation.finish()
+            request.body = .stream(stream, length: .known(body.length))
+        }
+        let answer: UpstreamAnswer
+        do {
+            let response = try await client.execute(request, timeout: configuration.endpoint.requestTimeAmount)
+            let bytes = try await response.body.collect(upTo: Self.maxAnswer)
+            answer = UpstreamAnswer.classify(status: Int(response.status.code), body: bytes)
+        } catch {
+            answer = .unavailable("\(error)")
+        }
+        let outcome: String
+        switch answer {
+        case .answered: outcome = "answered"
+        case .nodeInvalid: outcome = "node_invalid"
+        case .unavailable: outcome = "unavailable"
+        }
+        Counter(label: "upstream_requests", dimensions: [("endpoint", call.rawValue), ("outcome", outcome)]).increment()
+        return answer
+    }
+
+    /// The configured identity headers for a verified client certificate; none without one.
+    func identityHeaders(_ certificate: PeerCertificate?) -> [(String, String)] {
+        guard let certificate else { return [] }
+        let names = configuration.identityHeaders
+        var headers: [(String, String)] = []
+        if let name = names.fingerprint { headers.append((name, certificate.fingerprint)) }
+        if let name = names.subject { headers.append((name, Self.headerSafe(certificate.subject))) }
+        if let name = names.serial { headers.append((name, certificate.serial)) }
+        if let name = names.subjectAlternativeNames, !certificate.subjectAlternativeNames.isEmpty {
+            headers.append((name, Self.headerSafe(certificate.subjectAlternativeNames.joined(separator: ", "))))
+        }
+        return headers
+    }
+
+    /// `text` with control characters replaced, so a header value cannot be split or refused.
+    static func headerSafe(_ text: String) -> String {
+        String(decoding: text.utf8.map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+}

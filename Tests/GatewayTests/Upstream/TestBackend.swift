@@ -1,0 +1,158 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+
+/// An osquery backend for the gateway to stand in front of: the server side of the TLS remote API
+/// (docs/protocol.md) on plain HTTP at 127.0.0.1, with Fleet's paths, recording every request, and
+/// with the failures real backends have, switchable while it runs.
+///
+/// Keys: enrollment hands out `backend-key-<n>` (or `sameKey` for every node, as osquery's own
+/// reference server does); `validKeys` also holds keys issued "before the gateway existed".
+final class TestBackend: @unchecked Sendable {
+    /// How the backend answers right now.
+    enum Failure: Sendable, Equatable {
+        case none
+        /// Waits this long before answering (past the gateway's request timeout).
+        case slow(Duration)
+        /// 500 with an empty body.
+        case emptyServerError
+        /// 200 with a body that is not JSON.
+        case garbage
+    }
+
+    struct Received: Sendable {
+        var path: String
+        var body: String
+        var headers: HTTPFields
+        var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] }
+    }
+
+    struct State {
+        var failure = Failure.none
+        var secret = "backend-secret"
+        var sameKey: String?
+        var validKeys: Set<String> = []
+        /// Keys answered `node_invalid` whatever else holds.
+        var refusedKeys: Set<String> = []
+        var issued = 0
+        var carves: [String: [String]] = [:]
+        var received: [Received] = []
+    }
+
+    static let paths = (
+        enroll: "/api/osquery/enroll", config: "/api/osquery/config", logger: "/api/osquery/log",
+        distributedRead: "/api/osquery/distributed/read", distributedWrite: "/api/osquery/distributed/write",
+        carveStart: "/api/osquery/carve/begin", carveBlock: "/api/osquery/carve/block")
+
+    /// The config every valid node gets.
+    static let config = #"{"schedule":{"backend_processes":{"query":"SELECT * FROM processes;","interval":30}},"options":{"distributed_interval":10}}"#
+    /// The distributed read answer: one query and an integer `accelerate`.
+    static let queries = #"{"queries":{"backend_q1":"SELECT * FROM osquery_info;"},"accelerate":60}"#
+
+    /// Fleet's answer to a key it does not know.
+    static let invalid = #"{"error":"invalid node key","node_invalid":true}"#
+
+    @Sendable static func valid(_ state: State, _ json: [String: Any]) -> Bool {
+        guard let key = json["node_key"] as? String else { return false }
+        return state.validKeys.contains(key) && !state.refusedKeys.contains(key)
+    }
+
+    let state = NIOLockedValueBox(State())
+    private(set) var port = 0
+    private var group: ServiceGroup?
+    private var task: Task<Void, any Error>?
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func update(_ change: (inout State) -> Void) { state.withLockedValue(change) }
+
+    /// Requests received on `path`, in order.
+    func received(_ path: String) -> [Received] { state.withLockedValue { $0.received.filter { $0.path == path } } }
+
+    /// Waits up to `timeout` until `path` has had `count` requests; returns them.
+    func waitFor(_ path: String, count: Int, timeout: Duration = .seconds(10)) async -> [Received] {
+        let deadline = ContinuousClock.now + timeout
+        var got = received(path)
+        while got.count < count && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            got = received(path)
+        }
+        return got
+    }
+
+    /// Starts (or restarts, on the same port) serving.
+    func start() async throws {
+        let router = Router()
+        let state = self.state
+        func route(_ path: String, _ answer: @escaping @Sendable (inout State, [String: Any]) -> String) {
+            router.post(RouterPath(path)) { request, _ -> Response in
+                let bytes = try await request.body.collect(upTo: 64 << 20)
+                let received = Received(path: path, body: String(buffer: bytes), headers: request.headers)
+                let failure = state.withLockedValue { state -> Failure in
+                    state.received.append(received)
+                    return state.failure
+                }
+                switch failure {
+                case .none: break
+                case .slow(let delay): try await Task.sleep(for: delay)
+                case .emptyServerError: return Response(status: .internalServerError)
+                case .garbage: return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "<html>Bad Gateway</html>")))
+                }
+                let json = received.json ?? [:]
+                let body = state.withLockedValue { answer(&$0, json) }
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+            }
+        }
+        let valid = Self.valid
+        let invalid = Self.invalid
+        route(Self.paths.enroll) { state, json in
+            guard json["enroll_secret"] as? String == state.secret else { return #"{"node_invalid":true}"# }
+            state.issued += 1
+            let key = state.sameKey ?? "backend-key-\(state.issued)"
+            state.validKeys.insert(key)
+            return #"{"node_key":"\#(key)"}"#
+        }
+        route(Self.paths.config) { state, json in valid(state, json) ? Self.config : invalid }
+        route(Self.paths.logger) { state, json in valid(state, json) ? "{}" : invalid }
+        route(Self.paths.distributedRead) { state, json in valid(state, json) ? Self.queries : invalid }
+        route(Self.paths.distributedWrite) { state, json in valid(state, json) ? "{}" : invalid }
+        route(Self.paths.carveStart) { state, json in
+            guard valid(state, json), let id = json["carve_id"] as? String else { return invalid }
+            let session = "session-\(id)"
+            state.carves[session] = []
+            return #"{"session_id":"\#(session)"}"#
+        }
+        route(Self.paths.carveBlock) { state, json in
+            guard let session = json["session_id"] as? String, state.carves[session] != nil, let data = json["data"] as? String else {
+                return #"{"error":"unknown carve session"}"#
+            }
+            state.carves[session]!.append(data)
+            return "{}"
+        }
+        var logger = Logger(label: "test-backend")
+        logger.logLevel = .critical
+        let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            onServerRunning: { channel in portBox.withLockedValue { $0?.resume(returning: channel.localAddress!.port!); $0 = nil } },
+            logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        self.group = group
+        port = await withCheckedContinuation { continuation in
+            portBox.withLockedValue { $0 = continuation }
+            task = Task { try await group.run() }
+        }
+    }
+
+    /// Stops serving ("the backend is down"): connections are refused until `start()`.
+    func stop() async {
+        await group?.triggerGracefulShutdown()
+        _ = try? await task?.value
+        group = nil
+        task = nil
+    }
+}
