@@ -1,4 +1,6 @@
 import Foundation
+import NIOConcurrencyHelpers
+import Support
 import HTTPTypes
 import NIOCore
 @testable import Sinks

@@ -94,10 +94,13 @@ struct AWSSigner: Sendable {
     /// Query parameters encoded and sorted by name, then value: `a=1&b=`. A parameter without a
     /// value (`?uploads`) is signed, and sent, as `uploads=`.
     static func canonicalQuery(_ query: [(name: String, value: String)]) -> String {
-        query.map { (encode($0.name, keepingSlashes: false), encode($0.value, keepingSlashes: false)) }
-            .sorted { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }
-            .map { "\($0.0)=\($0.1)" }
-            .joined(separator: "&")
+        let encoded: [(name: String, value: String)] = query.map { parameter in
+            (name: encode(parameter.name, keepingSlashes: false), value: encode(parameter.value, keepingSlashes: false))
+        }
+        let sorted = encoded.sorted { (a: (name: String, value: String), b: (name: String, value: String)) -> Bool in
+            a.name == b.name ? a.value < b.value : a.name < b.name
+        }
+        return sorted.map { parameter -> String in parameter.name + "=" + parameter.value }.joined(separator: "&")
     }
 
     /// Lower-cased names in byte order, each with its values (trimmed, inner runs of spaces made
