@@ -94,10 +94,13 @@ enum GatewayApplication {
         services.insert(ShutdownAction { for source in agentConfig.sources { await (source as? HTTPConfigSource)?.shutdown() } }, at: 0)
         if let upstream { services.insert(ShutdownAction { await upstream.shutdown() }, at: 0) }
         services.append(NamedService("agent listener on \(configuration.listen.description)", agentListener))
-        if let admin = configuration.admin, let registry {
+        if let admin = configuration.admin {
+            let api = AdminAPI(
+                token: try admin.token.map { try AdminToken(source: $0) },
+                nodes: NodeRoutes(store: store, authenticator: authenticator))
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
-                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger)))
+                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api, logger: logger)))
         }
         services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
         return services
