@@ -7,9 +7,11 @@ struct AdminAPI: Sendable {
     /// nil: the API is off (no `admin.token_file` / `admin.token_env`).
     let token: AdminToken?
     let nodes: NodeRoutes
+    let queries: QueryRoutes
 
     func register(on router: Router<BasicRequestContext>) {
         guard token != nil else { return }
         nodes.register(on: router)
+        queries.register(on: router)
     }
 }
