@@ -14,9 +14,12 @@ struct AdminToken: Sendable {
         case environment(String)
     }
 
+    /// The token itself, for the CLI's own calls to the API (never logged).
+    let text: String
     private let bytes: [UInt8]
 
     init(_ value: String) {
+        text = value
         bytes = Array(value.utf8)
     }
 
