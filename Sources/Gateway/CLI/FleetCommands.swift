@@ -32,7 +32,7 @@ struct QueryCommand: AsyncParsableCommand {
 
     func run() async throws {
         await CommandFailure.exitOnFailure {
-            guard let waitFor = DurationText.parse(wait) else { throw CommandFailure.usage("--wait must be a duration such as 60s") }
+            guard let waitFor = DurationText.parse(self.wait) else { throw CommandFailure.usage("--wait must be a duration such as 60s") }
             guard all || !hosts.isEmpty || !nodes.isEmpty || platform != nil else {
                 throw CommandFailure.usage("give a target: --all, --host, --node or --platform")
             }
