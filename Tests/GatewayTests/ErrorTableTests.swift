@@ -158,6 +158,7 @@ struct FailingNodeStore: NodeStore {
     func node(id: String) async throws -> NodeRecord? { throw Down() }
     func revoke(_ node: NodeRecord, at date: Date) async throws { throw Down() }
     func save(_ node: NodeRecord) async throws -> NodeRecord? { throw Down() }
+    func allNodes() async throws -> [NodeRecord] { throw Down() }
     func recordLastSeen(_ times: [String: Date]) async throws { throw Down() }
     func count() async throws -> Int { throw Down() }
 }

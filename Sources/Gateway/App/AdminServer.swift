@@ -7,6 +7,8 @@ import ServiceLifecycle
 import Sinks
 
 /// The operator's side door, plain HTTP on a local address (`admin.listen`):
+/// - `/api/...`: the admin API (docs/admin-api.md), every call with the bearer token of
+///   `admin.token_file` / `admin.token_env`; off (403) without one;
 /// - `GET /metrics`: Prometheus text (sinks' delivered/retried/rejected/lag, spool size, config
 ///   sources' age and state, agent requests by status);
 /// - `GET /health`: `{"status": "ok"|"degraded"|"failing", ...}` with every config source, every
@@ -18,16 +20,23 @@ enum AdminServer {
     /// The `admin` section.
     struct Configuration: Sendable, Equatable {
         var listen: ListenAddress
+        /// Where the admin API's bearer token is read from; nil: the API is off.
+        var token: AdminToken.Source? = nil
     }
 
+    /// - Parameter registry: nil serves no `/metrics` (tests whose process has another registry).
     static func make(
-        listen: ListenAddress, registry: PrometheusCollectorRegistry, agentConfig: AgentConfigService,
-        pipeline: LogPipeline, logger: Logger
+        listen: ListenAddress, registry: PrometheusCollectorRegistry?, agentConfig: AgentConfigService,
+        pipeline: LogPipeline, api: AdminAPI, logger: Logger
     ) -> any Service {
         let router = Router()
-        router.get("/metrics") { _, _ -> Response in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        router.add(middleware: AdminAPIMiddleware(token: api.token))
+        api.register(on: router)
+        if let registry {
+            router.get("/metrics") { _, _ -> Response in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                         body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+            }
         }
         router.get("/health") { _, _ -> Response in
             let (failing, body) = health(agentConfig: agentConfig, pipeline: pipeline)
@@ -89,9 +98,19 @@ enum AdminServer {
 }
 
 extension AdminServer.Configuration {
-    /// `admin`: `listen`, where `/metrics` and `/health` are served over plain HTTP.
+    /// `admin`: `listen`, where `/metrics`, `/health` and the admin API are served over plain HTTP;
+    /// `token_file` (trimmed) or `token_env`, the admin API's bearer token.
     init?(reading section: MappingReader) {
+        let file = section.configPath("token_file")
+        let env = section.string("token_env")
         guard let listen = section.listenAddress("listen", example: "127.0.0.1:9443") else { return nil }
-        self.init(listen: listen)
+        switch (file, env) {
+        case (let file?, nil): self.init(listen: listen, token: .file(file))
+        case (nil, let env?): self.init(listen: listen, token: .environment(env))
+        case (nil, nil): self.init(listen: listen)
+        case (_?, _?):
+            section.reader.report(section.path, section.node, "give at most one of token_file or token_env")
+            return nil
+        }
     }
 }

@@ -52,6 +52,11 @@ enum GatewayApplication {
             upstream: upstreamNodes, logger: logger)
         for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
+        let campaigns = CampaignService(
+            configuration: configuration.campaigns, store: try SQLiteCampaignStore(path: configuration.campaigns.path),
+            nodes: store, tagsBySecret: configuration.tagsBySecret, logger: logger)
+        try await campaigns.restore()
+
         let limits = configuration.limits
         let budget = BodyBudget(limit: limits.inFlightBytes)
         let routes = OsqueryRoutes(
@@ -71,7 +76,8 @@ enum GatewayApplication {
                 spool: pipeline.spool)),
             upstream: upstreamNodes.map { nodes in
                 UpstreamEndpoints(config: UpstreamConfig(nodes: nodes, agentConfig: agentConfig), passThrough: UpstreamPassThrough(nodes: nodes))
-            })
+            },
+            campaigns: campaigns)
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())
@@ -89,7 +95,7 @@ enum GatewayApplication {
             configuration: .init(address: configuration.listen, backlog: limits.backlog),
             router: router, http1: http1, tls: tls, logger: logger, onServerRunning: onServerRunning)
 
-        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig]
+        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
             running: configuration,
@@ -99,10 +105,14 @@ enum GatewayApplication {
         services.insert(ShutdownAction { for source in agentConfig.sources { await (source as? HTTPConfigSource)?.shutdown() } }, at: 0)
         if let upstream { services.insert(ShutdownAction { await upstream.shutdown() }, at: 0) }
         services.append(NamedService("agent listener on \(configuration.listen.description)", agentListener))
-        if let admin = configuration.admin, let registry {
+        if let admin = configuration.admin {
+            let api = AdminAPI(
+                token: try admin.token.map { try AdminToken(source: $0) },
+                nodes: NodeRoutes(store: store, authenticator: authenticator),
+                queries: QueryRoutes(campaigns: campaigns))
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
-                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, logger: logger)))
+                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api, logger: logger)))
         }
         services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
         return services

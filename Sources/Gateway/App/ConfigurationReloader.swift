@@ -153,6 +153,7 @@ final class ConfigurationReloader: Service, Sendable {
         keep("enrollment.client_certificate", \.enrollment.clientCertificate)
         keep("enrollment.secret_field", \.enrollment.secretField)
         keep("admin", \.admin)
+        keep("campaigns", \.campaigns)
         keep("upstream", \.upstream)
         keep("log_level", \.logLevel)
         return changed

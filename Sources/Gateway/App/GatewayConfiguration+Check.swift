@@ -50,6 +50,13 @@ extension GatewayConfiguration {
         for (i, source) in agentConfig.sources.enumerated() {
             if case .http(let http) = source.kind { problems += http.endpoint.problems(at: "agent_config.sources[\(i)].http", problem) }
         }
+        if let token = admin?.token {
+            do {
+                _ = try AdminToken(source: token)
+            } catch let error as ConfigurationError {
+                problems += error.problems.map { problem($0.key, $0.message) }
+            }
+        }
         if let upstream {
             problems += upstream.endpoint.problems(at: "upstream", problem)
             if let secret = upstream.enrollSecret {

@@ -94,13 +94,15 @@ extension GatewayConfiguration {
             reader.report("spool.max_size", "must be at least limits.max_inflated_body (\(limits.maxInflatedBody) bytes), or a large batch could never be stored")
         }
         let admin = top.section("admin") { AdminServer.Configuration(reading: $0) } ?? nil
+        let campaigns = top.section("campaigns") { CampaignService.Configuration(reading: $0) }
+            ?? CampaignService.Configuration(path: reader.inDataDir("campaigns.sqlite"))
         let logLevel = top.choice("log_level", LogLevelName.self)?.rawValue ?? "info"
         let development = top.bool("development") ?? false
 
         guard let tls else { return nil }
         return GatewayConfiguration(
             listen: listen, tls: tls, endpoints: endpoints, dataDir: reader.dataDirectory, enrollment: enrollment,
-            nodeStore: nodeStore, agentConfig: agentConfig, sinks: sinks, spool: spool, limits: limits,
+            nodeStore: nodeStore, agentConfig: agentConfig, campaigns: campaigns, sinks: sinks, spool: spool, limits: limits,
             logLevel: logLevel, admin: admin, upstream: upstream, development: development)
     }
 }

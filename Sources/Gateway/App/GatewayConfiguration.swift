@@ -14,6 +14,8 @@ struct GatewayConfiguration: Sendable {
     var enrollment = EnrollmentService.Configuration()
     var nodeStore: SQLiteNodeStore.Configuration
     var agentConfig = AgentConfigService.Configuration()
+    /// Live queries (campaigns) and where they are stored.
+    var campaigns: CampaignService.Configuration
     var sinks: [SinkConfiguration] = []
     /// The durable queue between agents and sinks (see `Spool`).
     var spool: Spool.Configuration

@@ -63,7 +63,8 @@ final class NodeAuthenticator: Sendable {
         }
     }
 
-    /// Revokes `node`'s enrollment (the upstream backend refused its key): from now on its key gets
+    /// Revokes `node`'s enrollment (the upstream backend refused its key, or an operator revoked
+    /// it through the admin API): from now on its key gets
     /// `node_invalid`, here and from the store, until the host enrolls again.
     /// - Throws: when the store cannot record it (the key then keeps working).
     func revoke(_ node: NodeRecord) async throws {
@@ -97,7 +98,7 @@ final class NodeAuthenticator: Sendable {
             }
             replaced(nil, with: node)
         }
-        if node.revokedAt != nil { throw OsqueryError.nodeInvalid("node key revoked by the upstream backend") }
+        if node.revokedAt != nil { throw OsqueryError.nodeInvalid("node key revoked") }
         return node
     }
 

@@ -49,6 +49,8 @@ protocol NodeStore: Sendable {
     /// Marks `node`'s enrollment revoked at `date`, if it is still the current one (the stored key
     /// hash is `node.keyHash`): a host that enrolled again meanwhile is left alone.
     func revoke(_ node: NodeRecord, at date: Date) async throws
+    /// Every node, by host identifier then id (the admin API's node list and campaign targeting).
+    func allNodes() async throws -> [NodeRecord]
     /// Writes a batch of last-seen times (node id → time).
     func recordLastSeen(_ times: [String: Date]) async throws
     /// How many nodes are stored.

@@ -73,6 +73,12 @@ final class SQLiteNodeStore: NodeStore {
         }
     }
 
+    func allNodes() async throws -> [NodeRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM nodes ORDER BY host_identifier, id").map(Self.record)
+        }
+    }
+
     func revoke(_ node: NodeRecord, at date: Date) async throws {
         try await pool.write { db in
             try db.execute(

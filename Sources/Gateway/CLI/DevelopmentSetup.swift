@@ -16,6 +16,8 @@ enum DevelopmentSetup {
         static let osqueryConfig = "osquery.conf"
         static let gatewayConfig = "gateway.yaml"
         static let agentFlags = "osquery.flags"
+        /// The admin API's bearer token (`admin.token_file`), 0600.
+        static let adminToken = "admin_token.txt"
     }
 
     /// Creates the folder's files that are missing; returns the paths written.
@@ -43,6 +45,7 @@ enum DevelopmentSetup {
             try write(Layout.clientKey, client.privateKeyPEM)
         }
         try write(Layout.enrollSecret, NodeKey.generate() + "\n")
+        try write(Layout.adminToken, NodeKey.generate() + "\n")
         try write(Layout.osqueryConfig, baseOsqueryConfig, mode: 0o644)
         try write(Layout.gatewayConfig, gatewayYAML(listen: listen), mode: 0o644)
         let configuration = try GatewayConfiguration.load(file: directory + "/" + Layout.gatewayConfig)
@@ -78,7 +81,8 @@ enum DevelopmentSetup {
         sinks:
           - { name: files, type: file, directory: logs }
         admin:
-          listen: \(admin)   # GET /metrics (Prometheus) and /health, plain HTTP
+          listen: \(admin)   # GET /metrics (Prometheus), /health and the admin API (/api/), plain HTTP
+          token_file: \(Layout.adminToken)   # the admin API's bearer token (osquery-gateway nodes, query)
 
         """
     }

@@ -19,7 +19,10 @@ struct GatewayCommand: AsyncParsableCommand {
             secret and a config under ./data, listens on 127.0.0.1:8443 and prints the osqueryd flags.
             """,
         version: GatewayVersion.current,
-        subcommands: [ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self, ConfigCommand.self],
+        subcommands: [
+            ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self, ConfigCommand.self,
+            QueryCommand.self, QueriesCommand.self, NodesCommand.self,
+        ],
         defaultSubcommand: ServeCommand.self
     )
 }

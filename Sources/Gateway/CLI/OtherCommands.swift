@@ -13,6 +13,7 @@ struct InitCommand: ParsableCommand {
               tls/server.pem, tls/server.key server certificate for every --hostname
               tls/client.pem, tls/client.key one client certificate for mutual TLS
               enroll_secret.txt              a random enroll secret
+              admin_token.txt                the admin API's bearer token (0600)
               osquery.conf                   a small base osquery config
               gateway.yaml                   a gateway configuration using all of the above
               osquery.flags                  the osqueryd flags for this gateway

@@ -108,6 +108,9 @@ extension DevelopmentSetup {
         for source in configuration.agentConfig.sources {
             if case .file(let path) = source.kind { try writeIfMissing(path, baseOsqueryConfig, mode: 0o644) }
         }
+        if case .file(let path)? = configuration.admin?.token {
+            try writeIfMissing(path, NodeKey.generate() + "\n", mode: 0o600)
+        }
     }
 
     private static func writeIfMissing(_ path: String, _ text: String, mode: Int) throws {

@@ -28,6 +28,8 @@ struct OsqueryRoutes: Sendable {
     let ingest: Ingest
     /// In front of an osquery backend (`upstream`): per-node configs, pass-through and carving.
     var upstream: UpstreamEndpoints? = nil
+    /// Live queries: the gateway's own distributed queries (combined with a backend's in upstream mode).
+    var campaigns: CampaignService? = nil
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post(RouterPath(endpoints.enroll)) { request, context in try await self.enroll(request, context) }
@@ -70,25 +72,62 @@ struct OsqueryRoutes: Sendable {
         try await ingested(request, context, .logger) { try LoggerRequest(body: $0) }
     }
 
+    /// The campaigns' pending queries for the node (none costs no database read); in front of a
+    /// backend, its answer with the campaigns' queries added. The backend is asked first, so a
+    /// node it refuses is not marked sent.
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
-        guard let upstream else { return OsqueryResponse.noQueries }
-        return OsqueryResponse.json(try await upstream.passThrough.distributedRead(call.node, body: call.raw, origin: call.origin))
+        guard let upstream else {
+            guard let campaigns else { return OsqueryResponse.noQueries }
+            let work = await campaigns.work(for: call.node)
+            return work.isEmpty ? OsqueryResponse.noQueries : OsqueryResponse.json(campaigns.readBody(work))
+        }
+        let backend = try await upstream.passThrough.distributedRead(call.node, body: call.raw, origin: call.origin)
+        guard let campaigns else { return OsqueryResponse.json(backend) }
+        let work = await campaigns.work(for: call.node)
+        return OsqueryResponse.json(work.isEmpty ? backend : campaigns.merged(work, into: backend))
     }
 
-    /// Stored, and answered `{}` once durable; in front of a backend first passed through, and then
-    /// answered with the backend's own body (the results are stored either way, so local sinks get them).
+    /// Campaign answers stored, the results spooled, and `{}` once both are durable. In front of a
+    /// backend, the results of its queries are passed through first and answered with its own body
+    /// (spooled either way, so local sinks get them); the gateway's own campaign results
+    /// (`Campaign.idPrefix`) never go to the backend.
     func distributedWrite(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        guard let upstream else { return try await ingested(request, context, .distributedWrite) { try DistributedWriteRequest(body: $0) } }
         let receivedAt = Date()
         return try await ingest.admitted(.distributedWrite) {
             let call = try await authenticated(request, context, largeBodies) { try DistributedWriteRequest(body: $0) }
-            switch try await upstream.passThrough.distributedWrite(call.node, body: call.raw, origin: call.origin) {
+            var campaignsAnswered: [String: Campaign] = [:]
+            if let campaigns {
+                do {
+                    campaignsAnswered = try await campaigns.record(call.body, from: call.node, receivedAt: receivedAt)
+                } catch {
+                    context.logger.error("campaign answers not durable; agent will retry", metadata: ["gw.error": "\(error)"])
+                    throw OsqueryError.unavailable("query results cannot be stored right now; keep them and retry")
+                }
+            }
+            var results = DistributedResults(write: call.body, campaigns: campaignsAnswered, upstream: upstream != nil)
+            guard let upstream else {
+                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
+                return OsqueryResponse.accepted
+            }
+            let backendResults = call.body.filtered { !$0.id.hasPrefix(Campaign.idPrefix) }
+            let backendBody: ByteBuffer?
+            if backendResults.results.count == call.body.results.count {
+                backendBody = call.raw
+            } else {
+                backendBody = backendResults.results.isEmpty ? nil : backendResults.body
+            }
+            guard let backendBody else {
+                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
+                return OsqueryResponse.accepted
+            }
+            switch try await upstream.passThrough.distributedWrite(call.node, body: backendBody, origin: call.origin) {
             case .answered(let answer):
-                try await ingest.append(call.body, from: call.node, receivedAt: receivedAt, passedThrough: true, logger: context.logger)
+                results.backendHasOthers = true
+                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
                 return OsqueryResponse.json(answer)
             case .later:
-                try await ingest.append(call.body, from: call.node, receivedAt: receivedAt, logger: context.logger)
+                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
                 return OsqueryResponse.accepted
             }
         }

@@ -234,7 +234,7 @@ import Testing
                     // The old key is refused by the gateway itself now, without asking the backend.
                     agent.nodeKey = first
                     let reads = backend.received(TestBackend.paths.distributedRead).count
-                    #expect(try await agent.distributedRead().body == #"{"error":"node key revoked by the upstream backend","node_invalid":true}"#)
+                    #expect(try await agent.distributedRead().body == #"{"error":"node key revoked","node_invalid":true}"#)
                     #expect(backend.received(TestBackend.paths.distributedRead).count == reads)
 
                     // The agent enrolls again, through the gateway, and carries on.

@@ -1,0 +1,196 @@
+import ArgumentParser
+import Foundation
+
+extension OutputFormat: ExpressibleByArgument {}
+
+/// `osquery-gateway query SQL`: asks the fleet through the admin API and prints rows as they arrive.
+///
+/// Returns once every targeted node has answered or failed, or when `--wait` runs out, then names
+/// the hosts that never answered (on standard error). Exit 0 when the query ran, 1 on an API error.
+struct QueryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "query",
+        abstract: "Run a live query on enrolled nodes and print the rows as they arrive.",
+        discussion: """
+            Targets: --all, or any of --host GLOB, --node ID (repeatable) and --platform P. The campaign \
+            keeps running on the gateway after this command returns, until it expires (--expires, 10m by \
+            default); `osquery-gateway queries show ID` shows everything stored for it.
+            --format json prints one object per row ({"campaign_id","host_identifier","node_id","row"}) \
+            and one per failed node ({"campaign_id","error","host_identifier","node_id","status"}).
+            """)
+
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "The SQL to run.") var sql: String
+    @Option(name: .customLong("host"), help: "Host identifier glob (repeatable).") var hosts: [String] = []
+    @Option(name: .customLong("node"), help: "Node id (repeatable).") var nodes: [String] = []
+    @Option(help: "Platform, such as linux, darwin, windows or ubuntu.") var platform: String?
+    @Flag(help: "Every enrolled node.") var all = false
+    @Option(help: "Name of the campaign (the query name the sinks see).") var name: String?
+    @Option(help: "How long to wait for answers, such as 60s.") var wait = "60s"
+    @Option(help: "How long the campaign runs on the gateway, such as 10m.") var expires: String?
+    @Option(help: "table or json.") var format: OutputFormat = .table
+
+    func run() async throws {
+        await CommandFailure.exitOnFailure {
+            guard let waitFor = DurationText.parse(self.wait) else { throw CommandFailure.usage("--wait must be a duration such as 60s") }
+            guard all || !hosts.isEmpty || !nodes.isEmpty || platform != nil else {
+                throw CommandFailure.usage("give a target: --all, --host, --node or --platform")
+            }
+            let client = try AdminClient(configuration: try options.load())
+            var body = JSONObject([
+                ("sql", .string(sql)), ("all", .bool(all)), ("hosts", .array(hosts.map(JSONValue.string))),
+                ("node_ids", .array(nodes.map(JSONValue.string))), ("platforms", .array(platform.map { [JSONValue.string($0)] } ?? [])),
+            ])
+            if let name { body["name"] = .string(name) }
+            if let expires { body["expires_in"] = .string(expires) }
+            let started = try await client.call(.POST, "/api/queries", body: .object(body))
+            guard let id = started["query"]?["id"]?.string else { throw CommandFailure.failed("admin API: no query id in the answer") }
+            try await follow(id, client: client, deadline: ContinuousClock.now + waitFor)
+        }
+    }
+
+    private func follow(_ id: String, client: AdminClient, deadline: ContinuousClock.Instant) async throws {
+        let progress = isatty(STDERR_FILENO) == 1
+        var printed = Set<String>()
+        var header: [String]?
+        while true {
+            let shown = try await client.call(.GET, "/api/queries/\(id)")
+            guard case .array(let nodes)? = shown["nodes"] else { throw CommandFailure.failed("admin API: no nodes in the answer") }
+            var answered = 0, failed = 0
+            for node in nodes {
+                let nodeID = node["node_id"]?.string ?? ""
+                let host = node["host_identifier"]?.string ?? ""
+                let state = node["state"]?.string ?? ""
+                if state == "answered" { answered += 1 }
+                if state == "failed" { failed += 1 }
+                guard state == "answered" || state == "failed", printed.insert(nodeID).inserted else { continue }
+                if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                if state == "failed" {
+                    let message = node["message"]?.string ?? ""
+                    if format == .json {
+                        print(JSONValue.object(JSONObject([
+                            ("campaign_id", .string(id)), ("node_id", .string(nodeID)), ("host_identifier", .string(host)),
+                            ("error", .string(message)), ("status", node["status"] ?? .null),
+                        ])).line)
+                    } else {
+                        FileHandle.standardError.write(Data("\(host): failed: \(message)\n".utf8))
+                    }
+                    continue
+                }
+                guard case .array(let rows)? = node["rows"] else { continue }
+                for row in rows {
+                    if format == .json {
+                        print(JSONValue.object(JSONObject([
+                            ("campaign_id", .string(id)), ("node_id", .string(nodeID)), ("host_identifier", .string(host)), ("row", row),
+                        ])).line)
+                    } else {
+                        let columns = header ?? (row.object?.keys.sorted() ?? [])
+                        if header == nil {
+                            header = columns
+                            print((["host_identifier"] + columns).joined(separator: "\t"))
+                        }
+                        print(([host] + columns.map { row[$0]?.cellText ?? "" }).joined(separator: "\t"))
+                    }
+                }
+            }
+            fflush(stdout)
+            let done = answered + failed == nodes.count
+            if progress {
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(answered) of \(nodes.count) hosts answered, \(failed) failed".utf8))
+            }
+            if done || ContinuousClock.now >= deadline {
+                if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+                let silent = nodes.filter { ["pending", "sent", "expired", "cancelled"].contains($0["state"]?.string ?? "") }
+                    .map { $0["host_identifier"]?.string ?? "" }
+                if !silent.isEmpty {
+                    FileHandle.standardError.write(Data("never answered (\(silent.count)): \(silent.joined(separator: ", "))\n".utf8))
+                }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
+}
+
+/// `osquery-gateway queries [show ID | cancel ID]`.
+struct QueriesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queries",
+        abstract: "List live-query campaigns, show one with every node's state and rows, or cancel one.")
+
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "Nothing (list), show ID, or cancel ID.") var words: [String] = []
+    @Option(help: "table or json.") var format: OutputFormat = .table
+
+    func run() async throws {
+        await CommandFailure.exitOnFailure {
+            let client = try AdminClient(configuration: try options.load())
+            switch words.first {
+            case nil:
+                let answer = try await client.call(.GET, "/api/queries")
+                guard case .array(let queries)? = answer["queries"] else { return }
+                if format == .json { for query in queries { print(query.line) }; return }
+                printTable(["id", "name", "state", "answered", "failed", "targeted", "sql"], queries.map { query in
+                    [query["id"]?.cellText ?? "", query["name"]?.cellText ?? "-", query["state"]?.cellText ?? "",
+                     query["counts"]?["answered"]?.cellText ?? "0", query["counts"]?["failed"]?.cellText ?? "0",
+                     query["targeted"]?.cellText ?? "0", query["sql"]?.cellText ?? ""]
+                })
+            case "show"?, "cancel"?:
+                guard words.count == 2 else { throw CommandFailure.usage("usage: queries \(words[0]) ID") }
+                let answer = words[0] == "show"
+                    ? try await client.call(.GET, "/api/queries/\(words[1])")
+                    : try await client.call(.POST, "/api/queries/\(words[1])/cancel")
+                if format == .json || words[0] == "cancel" { print(JSONValue.object(answer).line); return }
+                print(answer["query"]?.line ?? "")
+                guard case .array(let nodes)? = answer["nodes"] else { return }
+                printTable(["host_identifier", "node_id", "state", "status", "message", "rows"], nodes.map { node in
+                    var rowCount = "-"
+                    if case .array(let rows)? = node["rows"] { rowCount = String(rows.count) }
+                    return [node["host_identifier"]?.cellText ?? "", node["node_id"]?.cellText ?? "", node["state"]?.cellText ?? "",
+                            node["status"]?.cellText ?? "-", node["message"]?.cellText ?? "-", rowCount]
+                })
+            default:
+                throw CommandFailure.usage("usage: queries [show ID | cancel ID]")
+            }
+        }
+    }
+}
+
+/// `osquery-gateway nodes [show ID|HOST | revoke ID|HOST]`.
+struct NodesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodes",
+        abstract: "List enrolled nodes, show one, or revoke one (its next request gets node_invalid and it enrolls again).")
+
+    @OptionGroup var options: ConfigOption
+    @Argument(help: "Nothing (list), show ID|HOST, or revoke ID|HOST.") var words: [String] = []
+    @Option(help: "table or json.") var format: OutputFormat = .table
+
+    func run() async throws {
+        await CommandFailure.exitOnFailure {
+            let client = try AdminClient(configuration: try options.load())
+            switch words.first {
+            case nil:
+                let answer = try await client.call(.GET, "/api/nodes")
+                guard case .array(let nodes)? = answer["nodes"] else { return }
+                if format == .json { for node in nodes { print(node.line) }; return }
+                printTable(["id", "host_identifier", "platform", "osquery", "last_seen", "revoked_at"], nodes.map { node in
+                    ["id", "host_identifier", "platform", "osquery_version", "last_seen", "revoked_at"].map { node[$0]?.cellText ?? "-" }
+                })
+            case "show"?, "revoke"?:
+                guard words.count == 2 else { throw CommandFailure.usage("usage: nodes \(words[0]) ID|HOST") }
+                let path = "/api/nodes/\(Self.escaped(words[1]))"
+                let answer = words[0] == "show"
+                    ? try await client.call(.GET, path)
+                    : try await client.call(.POST, path + "/revoke")
+                print((answer["node"] ?? .null).line)
+            default:
+                throw CommandFailure.usage("usage: nodes [show ID|HOST | revoke ID|HOST]")
+            }
+        }
+    }
+
+    static func escaped(_ segment: String) -> String {
+        segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? segment
+    }
+}
