@@ -5,8 +5,9 @@ SHELL := /bin/bash
 # so no libssl-dev.
 DEPS := libzstd-dev libsqlite3-dev zlib1g-dev pkg-config
 # What the tests also need: the zstd CLI checks archives, curl talks to ClickHouse, and a real
-# ClickHouse is the log store the clickhouse format is tested against.
-TEST_DEPS := zstd curl python3 clickhouse-server
+# ClickHouse is the log store the clickhouse format is tested against; PostgreSQL is the node store
+# and the postgres sink's server.
+TEST_DEPS := zstd curl python3 clickhouse-server postgresql
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
@@ -39,10 +40,11 @@ run: release
 	.build/release/osquery-gateway serve $(ARGS)
 
 ## The whole test suite: real TLS servers on 127.0.0.1, real files, real SQLite, the zstd CLI and a
-## throwaway ClickHouse (scripts/with-clickhouse.sh starts it and stops it by PID).
+## throwaway ClickHouse and PostgreSQL (scripts/with-clickhouse.sh and scripts/with-postgres.sh
+## start them and stop them by PID).
 test: test-deps
 	$(SWIFT) build --build-tests
-	scripts/with-clickhouse.sh $(SWIFT) test --skip-build
+	scripts/with-clickhouse.sh scripts/with-postgres.sh $(SWIFT) test --skip-build
 
 ## Benchmarks against nginx (needs wrk and nginx; see Benchmarks/README.md).
 bench: release
