@@ -49,7 +49,7 @@ import Testing
         #expect(text.contains("line 5: tls.client_certificates: expected one of none, optional, required, found \"sometimes\""))
         #expect(text.contains("line 7: endpoints.logger: must be a path starting with / and without ?"))
         #expect(text.contains("line 9: limits.max_body: expected a size such as 64MiB or 1GiB, found \"lots\""))
-        #expect(text.contains("line 11: sinks[0].type: expected one of file, zstd, http, upstream, found \"kafka\""))
+        #expect(text.contains("line 11: sinks[0].type: expected one of file, zstd, http, upstream, postgres, found \"kafka\""))
         #expect(text.contains { $0.contains("enrollment: no way to enroll") })
     }
 

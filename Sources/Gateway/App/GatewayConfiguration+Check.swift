@@ -39,6 +39,7 @@ extension GatewayConfiguration {
         }
         for (i, sink) in sinks.enumerated() {
             if case .http(let http) = sink.kind { problems += http.endpoint.problems(at: "sinks[\(i)]", problem) }
+            if case .postgres(let postgres) = sink.kind { problems += postgres.endpoint.problems(at: "sinks[\(i)]", problem) }
         }
         for (i, source) in agentConfig.sources.enumerated() {
             if case .http(let http) = source.kind { problems += http.endpoint.problems(at: "agent_config.sources[\(i)].http", problem) }

@@ -1,7 +1,7 @@
 import Sinks
 
 extension SinkConfiguration {
-    /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`, `upstream`), `match`, and the type's own keys.
+    /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`, `upstream`, `postgres`), `match`, and the type's own keys.
     init?(reading entry: MappingReader) {
         let reader = entry.reader
         let name = entry.requiredString("name")
@@ -13,9 +13,10 @@ extension SinkConfiguration {
         case "zstd": kind = ZstdArchiveSink.Configuration(reading: entry, name: name ?? "").map(Kind.zstd)
         case "http": kind = HTTPForwarderSink.Configuration(reading: entry, name: name ?? "").map(Kind.http)
         case "upstream": kind = .upstream(UpstreamSink.Configuration(reading: entry, name: name ?? ""))
+        case "postgres": kind = PostgresSink.Configuration(reading: entry, name: name ?? "").map(Kind.postgres)
         case nil: kind = nil
         case let other?:
-            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, upstream, found \"\(other)\"")
+            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, upstream, postgres, found \"\(other)\"")
             kind = nil
         }
         guard let name, let kind else { return nil }

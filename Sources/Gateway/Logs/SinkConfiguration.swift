@@ -10,6 +10,8 @@ struct SinkConfiguration: Sendable {
         case http(HTTPForwarderSink.Configuration)
         /// Logs re-posted to the upstream backend (needs the `upstream` section).
         case upstream(UpstreamSink.Configuration)
+        /// Rows of a PostgreSQL table.
+        case postgres(PostgresSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -20,7 +22,7 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http, .upstream: return nil
+        case .http, .upstream, .postgres: return nil
         }
     }
 
@@ -38,6 +40,7 @@ struct SinkConfiguration: Sendable {
         case .upstream(let configuration):
             guard let upstream else { throw SinkError.io("sink \(name) of type upstream needs the upstream section") }
             built = UpstreamSink(configuration: configuration, nodes: upstream)
+        case .postgres(let postgres): built = try PostgresSink(configuration: postgres, logger: logger)
         }
         return LogPipeline.Route(sink: built, match: match)
     }
