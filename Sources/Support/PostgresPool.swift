@@ -63,8 +63,9 @@ public final class PostgresPool: Sendable {
     /// `operation`, or `PostgresTimeout` once the endpoint's query time passed. The wait for a
     /// connection (the whole wait while the database is down) is cancelled then; a query already
     /// sent cannot be, so a hung server may hold the caller until TCP gives up.
-    public func withTimeLimit<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        let limit = endpoint.queryTimeout
+    /// - Parameter limit: instead of the endpoint's query time (schema migrations at start).
+    public func withTimeLimit<T: Sendable>(_ limit: Duration? = nil, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let limit = limit ?? endpoint.queryTimeout
         return try await withThrowingTaskGroup(of: T.self) { group in
             group.addTask { try await operation() }
             group.addTask {

@@ -19,7 +19,7 @@ import Testing
         #expect(configuration.tls.certificate == "/etc/gw/tls/server.pem")
         #expect(configuration.tls.clientCertificates == .none)
         #expect(configuration.dataDir == "/etc/gw/data")
-        #expect(configuration.nodeStore.path == "/etc/gw/data/nodes.sqlite")
+        #expect(configuration.nodeStore == .sqlite(.init(path: "/etc/gw/data/nodes.sqlite")))
         #expect(configuration.sinks.map(\.directory) == ["/etc/gw/data/logs"])
         #expect(configuration.endpoints.logger == "/logger")
         #expect(configuration.limits.idleTimeout == .seconds(75))

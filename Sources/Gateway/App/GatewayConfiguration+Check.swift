@@ -37,6 +37,7 @@ extension GatewayConfiguration {
         } catch let error as ConfigurationError {
             problems += error.problems
         }
+        if case .postgres(let postgres) = nodeStore { problems += postgres.endpoint.problems(at: "node_store", problem) }
         for (i, sink) in sinks.enumerated() {
             if case .http(let http) = sink.kind { problems += http.endpoint.problems(at: "sinks[\(i)]", problem) }
             if case .postgres(let postgres) = sink.kind { problems += postgres.endpoint.problems(at: "sinks[\(i)]", problem) }

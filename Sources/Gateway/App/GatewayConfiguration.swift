@@ -12,7 +12,7 @@ struct GatewayConfiguration: Sendable {
     var endpoints = OsqueryEndpoints()
     var dataDir: String
     var enrollment = EnrollmentService.Configuration()
-    var nodeStore: SQLiteNodeStore.Configuration
+    var nodeStore: NodeStoreConfiguration
     var agentConfig = AgentConfigService.Configuration()
     var sinks: [SinkConfiguration] = []
     /// The durable queue between agents and sinks (see `Spool`).
