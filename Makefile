@@ -7,7 +7,7 @@ DEPS := libzstd-dev libsqlite3-dev zlib1g-dev pkg-config
 # What the tests also need: the zstd CLI checks archives, curl talks to ClickHouse and NATS
 # monitoring, a real ClickHouse is the log store the clickhouse format is tested against, NATS with
 # JetStream and rsyslog are the nats and syslog sinks' servers, and openssl is the TLS syslog receiver.
-TEST_DEPS := zstd curl python3 clickhouse-server nats-server rsyslog openssl
+TEST_DEPS := zstd curl python3 clickhouse-server nats-server rsyslog openssl postgresql
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
@@ -43,11 +43,11 @@ run: release
 	.build/release/osquery-gateway serve $(ARGS)
 
 ## The whole test suite: real TLS servers on 127.0.0.1, real files, real SQLite, the zstd CLI and
-## throwaway ClickHouse, moto (S3, Kinesis, Firehose), NATS and rsyslog servers (scripts/with-*.sh
+## throwaway ClickHouse, PostgreSQL, moto (S3, Kinesis, Firehose), NATS and rsyslog servers (scripts/with-*.sh
 ## start them and stop them by PID).
 test: test-deps
 	$(SWIFT) build --build-tests
-	scripts/with-clickhouse.sh scripts/with-moto.sh scripts/with-nats.sh scripts/with-rsyslog.sh $(SWIFT) test --skip-build
+	scripts/with-clickhouse.sh scripts/with-postgres.sh scripts/with-moto.sh scripts/with-nats.sh scripts/with-rsyslog.sh $(SWIFT) test --skip-build
 
 ## Benchmarks against nginx (needs wrk and nginx; see Benchmarks/README.md).
 bench: release

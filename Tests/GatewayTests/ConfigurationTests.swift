@@ -19,7 +19,7 @@ import Testing
         #expect(configuration.tls.certificate == "/etc/gw/tls/server.pem")
         #expect(configuration.tls.clientCertificates == .none)
         #expect(configuration.dataDir == "/etc/gw/data")
-        #expect(configuration.nodeStore.path == "/etc/gw/data/nodes.sqlite")
+        #expect(configuration.nodeStore == .sqlite(.init(path: "/etc/gw/data/nodes.sqlite")))
         #expect(configuration.sinks.map(\.directory) == ["/etc/gw/data/logs"])
         #expect(configuration.endpoints.logger == "/logger")
         #expect(configuration.limits.idleTimeout == .seconds(75))
@@ -49,7 +49,7 @@ import Testing
         #expect(text.contains("line 5: tls.client_certificates: expected one of none, optional, required, found \"sometimes\""))
         #expect(text.contains("line 7: endpoints.logger: must be a path starting with / and without ?"))
         #expect(text.contains("line 9: limits.max_body: expected a size such as 64MiB or 1GiB, found \"lots\""))
-        #expect(text.contains("line 11: sinks[0].type: expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, upstream, found \"kafka\""))
+        #expect(text.contains("line 11: sinks[0].type: expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, upstream, postgres, found \"kafka\""))
         #expect(text.contains { $0.contains("enrollment: no way to enroll") })
     }
 

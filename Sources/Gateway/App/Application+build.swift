@@ -31,7 +31,22 @@ enum GatewayApplication {
         metrics registry: PrometheusCollectorRegistry? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> [any Service] {
-        let store = try injectedStore ?? SQLiteNodeStore(path: configuration.nodeStore.path)
+        let store: any NodeStore
+        // A shared store owns a connection pool, closed after the last write (the last-seen flush).
+        var closeStore: (@Sendable () async -> Void)?
+        if let injectedStore {
+            store = injectedStore
+        } else {
+            switch configuration.nodeStore {
+            case .sqlite(let sqlite):
+                store = try SQLiteNodeStore(path: sqlite.path)
+            case .postgres(let postgres):
+                let shared = try await PostgresNodeStore.open(postgres, logger: logger)
+                logger.info("node store opened", metadata: ["gw.store": "\(postgres.endpoint)"])
+                store = shared
+                closeStore = { await shared.shutdown() }
+            }
+        }
         let lastSeen = LastSeenRecorder(store: store, logger: logger)
         let upstream = try configuration.upstream.map { try Upstream(configuration: $0, dataDir: configuration.dataDir, logger: logger) }
         let authenticator = NodeAuthenticator(
@@ -115,6 +130,7 @@ enum GatewayApplication {
                 AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api, logger: logger)))
         }
         services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
+        if let closeStore { services.insert(ShutdownAction(action: closeStore), at: 0) }
         return services
     }
 }

@@ -38,11 +38,13 @@ extension GatewayConfiguration {
         } catch let error as ConfigurationError {
             problems += error.problems
         }
+        if case .postgres(let postgres) = nodeStore { problems += postgres.endpoint.problems(at: "node_store", problem) }
         for (i, sink) in sinks.enumerated() {
             switch sink.kind {
             case .http(let http): problems += http.endpoint.problems(at: "sinks[\(i)]", problem)
             case .syslog(let syslog):
                 problems += HTTPEndpoint.tlsFileProblems(ca: syslog.ca, clientCertificate: syslog.clientCertificate, at: "sinks[\(i)]", problem)
+            case .postgres(let postgres): problems += postgres.endpoint.problems(at: "sinks[\(i)]", problem)
             default: break
             }
             if let endpoint = sink.awsEndpoint { problems += endpoint.problems(at: "sinks[\(i)]", problem) }

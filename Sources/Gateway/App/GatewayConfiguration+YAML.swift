@@ -61,8 +61,8 @@ extension GatewayConfiguration {
         if enrollment.secrets.isEmpty && !enrollment.clientCertificate && !backendJudgesSecrets {
             reader.report("enrollment", top.value("enrollment") ?? top.node, "no way to enroll: add a secret or enable client_certificate")
         }
-        let nodeStore = top.section("node_store") { SQLiteNodeStore.Configuration(reading: $0) }
-            ?? SQLiteNodeStore.Configuration(path: reader.inDataDir("nodes.sqlite"))
+        let nodeStore = top.section("node_store") { NodeStoreConfiguration(reading: $0) }
+            ?? .sqlite(SQLiteNodeStore.Configuration(path: reader.inDataDir("nodes.sqlite")))
         let agentConfig = top.section("agent_config") { AgentConfigService.Configuration(reading: $0) } ?? .init()
         if upstream == nil {
             for (i, source) in agentConfig.sources.enumerated() {

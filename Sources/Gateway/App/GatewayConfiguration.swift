@@ -12,7 +12,7 @@ struct GatewayConfiguration: Sendable {
     var endpoints = OsqueryEndpoints()
     var dataDir: String
     var enrollment = EnrollmentService.Configuration()
-    var nodeStore: SQLiteNodeStore.Configuration
+    var nodeStore: NodeStoreConfiguration
     var agentConfig = AgentConfigService.Configuration()
     /// Live queries (campaigns) and where they are stored.
     var campaigns: CampaignService.Configuration

@@ -2,7 +2,7 @@ import Sinks
 
 extension SinkConfiguration {
     /// One `sinks[]` entry: `name`, `type` (`file`, `zstd`, `http`, `s3`, `kinesis`, `firehose`,
-    /// `syslog`, `nats`, `upstream`), `match`, and the type's own keys.
+    /// `syslog`, `nats`, `upstream`, `postgres`), `match`, and the type's own keys.
     init?(reading entry: MappingReader) {
         let reader = entry.reader
         let name = entry.requiredString("name")
@@ -19,9 +19,10 @@ extension SinkConfiguration {
         case "syslog": kind = SyslogSink.Configuration(reading: entry, name: name ?? "").map(Kind.syslog)
         case "nats": kind = NATSSink.Configuration(reading: entry, name: name ?? "").map(Kind.nats)
         case "upstream": kind = .upstream(UpstreamSink.Configuration(reading: entry, name: name ?? ""))
+        case "postgres": kind = PostgresSink.Configuration(reading: entry, name: name ?? "").map(Kind.postgres)
         case nil: kind = nil
         case let other?:
-            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, upstream, found \"\(other)\"")
+            reader.report(entry.key("type"), entry.value("type"), "expected one of file, zstd, http, s3, kinesis, firehose, syslog, nats, upstream, postgres, found \"\(other)\"")
             kind = nil
         }
         guard let name, let kind else { return nil }

@@ -16,6 +16,8 @@ struct SinkConfiguration: Sendable {
         case nats(NATSSink.Configuration)
         /// Logs re-posted to the upstream backend (needs the `upstream` section).
         case upstream(UpstreamSink.Configuration)
+        /// Rows of a PostgreSQL table.
+        case postgres(PostgresSink.Configuration)
     }
     var name: String
     var kind: Kind
@@ -26,7 +28,7 @@ struct SinkConfiguration: Sendable {
         switch kind {
         case .file(let file): return file.directory
         case .zstd(let zstd): return zstd.directory
-        case .http, .s3, .kinesis, .firehose, .syslog, .nats, .upstream: return nil
+        case .http, .s3, .kinesis, .firehose, .syslog, .nats, .upstream, .postgres: return nil
         }
     }
 
@@ -36,7 +38,7 @@ struct SinkConfiguration: Sendable {
         case .s3(let s3): return s3.connection.httpEndpoint()
         case .kinesis(let kinesis): return kinesis.connection.httpEndpoint()
         case .firehose(let firehose): return firehose.connection.httpEndpoint()
-        case .file, .zstd, .http, .syslog, .nats, .upstream: return nil
+        case .file, .zstd, .http, .syslog, .nats, .upstream, .postgres: return nil
         }
     }
 
@@ -59,6 +61,7 @@ struct SinkConfiguration: Sendable {
         case .upstream(let configuration):
             guard let upstream else { throw SinkError.io("sink \(name) of type upstream needs the upstream section") }
             built = UpstreamSink(configuration: configuration, nodes: upstream)
+        case .postgres(let postgres): built = try PostgresSink(configuration: postgres, logger: logger)
         }
         return LogPipeline.Route(sink: built, match: match)
     }
