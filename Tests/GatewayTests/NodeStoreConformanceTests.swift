@@ -77,7 +77,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func aSavedNodeIsFoundByKeyCertificateAndID(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             let saved = node("a", hostKey: "instance-a", certificate: "ab12", upstreamKey: [0, 1, 2, 255])
             #expect(try await store.save(saved) == nil)
             #expect(try await store.node(keyHash: saved.keyHash) == saved)
@@ -92,7 +92,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func reEnrollmentKeepsTheIDReturnsThePreviousRecordAndDropsTheOldKey(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             let first = node("a", hostKey: "instance-a")
             _ = try await store.save(first)
             var second = node("b", hostKey: "instance-a", enrolledAt: Self.t0.addingTimeInterval(60))
@@ -107,7 +107,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func nodesWithoutAHostKeyAreNeverMerged(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             #expect(try await store.save(node("a")) == nil)
             #expect(try await store.save(node("b")) == nil)
             #expect(try await store.count() == 2)
@@ -116,7 +116,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func aCertificateBoundHostIsReEnrolledOnlyByItsCertificate(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             let bound = node("a", hostKey: "instance-a", certificate: "ab12")
             _ = try await store.save(bound)
             await #expect(throws: NodeStoreError.boundToAnotherCertificate) {
@@ -134,7 +134,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func theLatestEnrollmentOfACertificateIsTheOneFound(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             _ = try await store.save(node("old", certificate: "ab12"))
             let newer = node("new", certificate: "ab12", enrolledAt: Self.t0.addingTimeInterval(10))
             _ = try await store.save(newer)
@@ -144,7 +144,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func revocationTouchesOnlyTheCurrentEnrollment(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             let first = node("a", hostKey: "instance-a")
             _ = try await store.save(first)
             let revokedAt = Self.t0.addingTimeInterval(5)
@@ -161,7 +161,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
     @Test(arguments: StoreKind.available)
     func lastSeenIsWrittenInBatches(kind: StoreKind) async throws {
-        try await kind.withStore { store in
+        try await kind.withStore { (store: any NodeStore) async throws in
             let a = node("a"), b = node("b"), c = node("c")
             for record in [a, b, c] { _ = try await store.save(record) }
             try await store.recordLastSeen([:])

@@ -147,6 +147,10 @@ final class PostgresNodeStore: NodeStore {
         try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes WHERE id = \(id)").first.map(Self.record)
     }
 
+    func allNodes() async throws -> [NodeRecord] {
+        try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes ORDER BY host_identifier, id").map(Self.record)
+    }
+
     func revoke(_ node: NodeRecord, at date: Date) async throws {
         try await pool.rows("""
             UPDATE gateway_nodes SET revoked_at = \(date.timeIntervalSince1970)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOHTTP1
 
 extension OutputFormat: ExpressibleByArgument {}
 
@@ -93,7 +94,7 @@ struct QueryCommand: AsyncParsableCommand {
                     }
                 }
             }
-            fflush(stdout)
+            fflush(nil)  // every stream: rows appear as they arrive, also through a pipe
             let done = answered + failed == nodes.count
             if progress {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(answered) of \(nodes.count) hosts answered, \(failed) failed".utf8))

@@ -1,4 +1,6 @@
 import Foundation
+import NIOHTTP1
+import Sinks
 import Testing
 @testable import Gateway
 

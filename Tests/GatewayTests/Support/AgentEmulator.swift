@@ -81,6 +81,12 @@ final class AgentEmulator: @unchecked Sendable {
         try await client.shutdown()
     }
 
+    /// A test that ends early (a failed `#require`) skips `shutdown()`; AsyncHTTPClient would then
+    /// stop the whole test process from its deinit, hiding every other result.
+    deinit {
+        try? client.syncShutdown()
+    }
+
     // MARK: - Endpoints
 
     /// Enrolls and caches the key; returns the reply. A reply without a string `node_key` is a failure.
