@@ -11,6 +11,10 @@ TEST_DEPS := zstd curl python3 clickhouse-server nats-server rsyslog openssl pos
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
+# Tests at once: every test of a 2-core machine in parallel starves the TLS handshakes and timers
+# the tests assert on.
+TEST_PARALLELISM ?= --experimental-maximum-parallelization-width 6
+
 .PHONY: deps test-deps install-missing build release run test bench fuzz clean
 
 deps:
@@ -47,7 +51,7 @@ run: release
 ## start them and stop them by PID).
 test: test-deps
 	$(SWIFT) build --build-tests
-	scripts/with-clickhouse.sh scripts/with-postgres.sh scripts/with-moto.sh scripts/with-nats.sh scripts/with-rsyslog.sh $(SWIFT) test --skip-build
+	scripts/with-clickhouse.sh scripts/with-postgres.sh scripts/with-moto.sh scripts/with-nats.sh scripts/with-rsyslog.sh $(SWIFT) test --skip-build $(TEST_PARALLELISM)
 
 ## Benchmarks against nginx (needs wrk and nginx; see Benchmarks/README.md).
 bench: release

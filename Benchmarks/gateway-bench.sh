@@ -12,7 +12,11 @@
 #   5. full handshakes (one distributed read each) per server CPU second with 0, 5k, 10k and 18k idle
 #      TLS connections open, as a fleet of osquery 5.23 agents leaves them (fleet-sim), vs nginx;
 #   6. hosts per server core at osquery's defaults (fleet-sim, FLEET_HOSTS hosts), vs nginx answering
-#      canned bodies.
+#      canned bodies;
+#   7. in front of a backend (a second gateway in upstream mode, the backend a plain-HTTP nginx with
+#      canned answers): keep-alive distributed reads passed through, and 64 KiB logger bodies with
+#      the upstream sink (acknowledged once spooled, re-posted after), per CPU second of front plus
+#      backend, vs nginx proxy_pass to the same backend.
 # Servers are pinned to core 0 and wrk to core 1. Prints requests/s and the ratios.
 # Needs: a release build, wrk, nginx, curl, taskset (util-linux). Rerun: `make bench`.
 set -euo pipefail
@@ -36,10 +40,12 @@ fi
 WORK=$(mktemp -d /tmp/gw-bench.XXXXXX)
 GW_PORT=18443
 NGINX_PORT=18444
+GWU_PORT=18447
 PROXY_PORT=18445
 UPSTREAM_PORT=18446
 cleanup() {
     [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null || true
+    [ -n "${GWU_PID:-}" ] && kill "$GWU_PID" 2>/dev/null || true
     [ -f "$WORK/nginx/nginx.pid" ] && kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true
     [ -f "$WORK/upstream/nginx.pid" ] && kill "$(cat "$WORK/upstream/nginx.pid")" 2>/dev/null || true
     rm -rf "$WORK"
@@ -154,6 +160,10 @@ http {
     client_max_body_size 1m;
     client_body_buffer_size 128k;
     default_type application/json;
+    # A backend's canned answers: the gateway in upstream mode enrolls through it (row 7).
+    location = /enroll { return 200 '{"node_key":"canned","node_invalid":false}'; }
+    location = /config { return 200 '{"options":{"logger_tls_period":4}}'; }
+    location = /distributed/read { return 200 '{"queries":{}}'; }
     location / { return 200 '{}'; }
   }
 }
@@ -179,8 +189,8 @@ echo "config: $CONFIG_BYTES bytes, $QUERIES queries"
 TICKS=$(getconf CLK_TCK)
 cpu_of() { for pid in "$@"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done | awk -v t="$TICKS" '{s += $1} END {printf "%.3f", s / t}'; }
 NGINX_MASTER=$(cat "$WORK/nginx/nginx.pid")
-# ROWS picks what runs: basic (rows 1-4), idle (5), fleet (6); default all.
-ROWS=${ROWS:-basic idle fleet}
+# ROWS picks what runs: basic (rows 1-4), idle (5), fleet (6), upstream (7); default all.
+ROWS=${ROWS:-basic idle fleet upstream}
 rps() {  # url [extra wrk args]
     local url=$1; shift
     taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$WORK/read.lua" "$@" "$url" | awk '/Requests\/sec/ {print $2}'
@@ -309,4 +319,68 @@ read -r nhosts np99 nkept <<<"$(fleet $NGINX_PORT $NGINX_WORKER)"
 echo
 printf '%-34s %12s %12s %8s\n' "hosts per server core ($FLEET_HOSTS)" "$ghosts" "$nhosts" "$(awk -v g="$ghosts" -v n="$nhosts" 'BEGIN {printf "%.2fx", g/n}')"
 echo "  (distributed read p99: gateway $gp99 ms, nginx $np99 ms; client kept up: gateway $gkept, nginx $nkept)"
+fi
+
+# 7. In front of a backend: the same requests through a gateway in upstream mode and through nginx
+# proxy_pass, both to the plain-HTTP nginx backend; CPU of front and backend together.
+if [[ " $ROWS " == *" upstream "* ]]; then
+[ -f "$WORK/ingest.lua" ] || { echo "row 7 (upstream) uses the logger bodies of row 4: run it with ROWS=\"basic upstream\""; exit 1; }
+NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"
+UPSTREAM_MASTER=$(cat "$WORK/upstream/nginx.pid")
+UPSTREAM_PIDS="$UPSTREAM_MASTER $(pgrep -P "$UPSTREAM_MASTER" | tr '\n' ' ')"
+mkdir -p "$WORK/gwu"
+cp "$WORK/gw/enroll_secret.txt" "$WORK/gwu/"
+cat > "$WORK/gwu/upstream.yaml" <<YAML
+listen: 127.0.0.1:$GWU_PORT
+data_dir: .
+log_level: warning
+tls:
+  certificate: $WORK/gw/tls/server.pem
+  private_key: $WORK/gw/tls/server.key
+  client_certificates: none
+enrollment:
+  secrets:
+    - { name: default, file: enroll_secret.txt }
+upstream:
+  url: http://127.0.0.1:$UPSTREAM_PORT
+  pool: { size: 16, idle_timeout: 10s }
+spool:
+  max_size: 50GiB
+sinks:
+  - { name: backend, type: upstream }
+agent_config:
+  sources:
+    - { name: backend, upstream: true }
+YAML
+taskset -c 0 "$BIN" serve --config "$WORK/gwu/upstream.yaml" >"$WORK/gwu.log" 2>&1 &
+GWU_PID=$!
+for _ in $(seq 50); do curl -s -o /dev/null --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GWU_PORT/" && break; sleep 0.2; done
+UKEY=$(curl -s --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GWU_PORT/enroll" \
+    -d "{\"enroll_secret\":\"$SECRET\",\"host_identifier\":\"bench\",\"platform_type\":\"9\",\"host_details\":{}}" |
+    sed -E 's/.*"node_key":"([^"]+)".*/\1/')
+echo "upstream check: $(curl -s --cacert "$WORK/gw/tls/ca.pem" "https://localhost:$GWU_PORT/distributed/read" -d "{\"node_key\":\"$UKEY\"}")"
+sed "s/$KEY/$UKEY/" "$WORK/read.lua" > "$WORK/read-up.lua"
+sed "s/$KEY/$UKEY/" "$WORK/ingest.lua" > "$WORK/ingest-up.lua"
+front() {  # script port settle-seconds pids... -> requests cpu-seconds non-2xx
+    local script=$1 port=$2 settle=$3; shift 3
+    local before=$(cpu_of "$@")
+    local out=$(taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$script" "https://localhost:$port/$( [[ $script == *ingest* ]] && echo logger || echo distributed/read)")
+    sleep "$settle"
+    local after=$(cpu_of "$@")
+    echo "$(echo "$out" | awk '/requests in/ {print $1}') $(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}') $(echo "$out" | awk '/Non-2xx/ {print $NF}')"
+}
+echo
+printf '%-34s %12s %12s %8s\n' "front + backend, per CPU s" "gateway" "proxy_pass" "ratio"
+read -r gr gc gf <<<"$(front "$WORK/read-up.lua" $GWU_PORT 0 $GWU_PID $UPSTREAM_PIDS)"
+read -r nr nc nf <<<"$(front "$WORK/read.lua" $PROXY_PORT 0 $NGINX_PIDS $UPSTREAM_PIDS)"
+printf '%-34s %12s %12s %8s\n' "distributed/read passed through" "$(awk -v r="$gr" -v c="$gc" 'BEGIN {printf "%.0f", r/c}')" \
+    "$(awk -v r="$nr" -v c="$nc" 'BEGIN {printf "%.0f", r/c}')" "$(awk -v a="$gr" -v b="$gc" -v c="$nr" -v d="$nc" 'BEGIN {printf "%.2fx", (a/b)/(c/d)}')"
+# The upstream sink re-posts after the answer: 10 s more of CPU are counted for the catch-up.
+read -r gr2 gc2 gf2 <<<"$(front "$WORK/ingest-up.lua" $GWU_PORT 10 $GWU_PID $UPSTREAM_PIDS)"
+read -r nr2 nc2 nf2 <<<"$(front "$WORK/ingest-up.lua" $PROXY_PORT 0 $NGINX_PIDS $UPSTREAM_PIDS)"
+printf '%-34s %12s %12s %8s\n' "64KiB logger, upstream sink" "$(awk -v r="$gr2" -v c="$gc2" 'BEGIN {printf "%.0f", r/c}')" \
+    "$(awk -v r="$nr2" -v c="$nc2" 'BEGIN {printf "%.0f", r/c}')" "$(awk -v a="$gr2" -v b="$gc2" -v c="$nr2" -v d="$nc2" 'BEGIN {printf "%.2fx", (a/b)/(c/d)}')"
+echo "  (reads: gateway $gr in $gc CPU s, ${gf:-0} not 2xx; proxy_pass $nr in $nc CPU s, ${nf:-0} not 2xx)"
+echo "  (logger: gateway $gr2 in $gc2 CPU s, ${gf2:-0} not 2xx; proxy_pass $nr2 in $nc2 CPU s, ${nf2:-0} not 2xx)"
+echo "  (backend posts received by the upstream sink's target are not checked here; see Tests/GatewayTests/Upstream)"
 fi

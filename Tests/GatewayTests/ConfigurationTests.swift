@@ -76,7 +76,7 @@ import Testing
     @Test func initWritesAWorkingDevelopmentSetup() async throws {
         let directory = makeTemporaryDirectory("init")
         let written = try DevelopmentSetup.initialize(directory: directory, hostnames: ["localhost", "127.0.0.1"], listen: "127.0.0.1:8443")
-        #expect(written.count == 10)
+        #expect(written.count == 11)
         let configuration = try GatewayConfiguration.load(file: directory + "/gateway.yaml")
         try await configuration.checkServable()
         #expect(configuration.development)
@@ -102,7 +102,7 @@ extension ConfigurationTests {
         #expect(configuration.agentConfig.sources.map(\.name) == ["base", "packs", "fleet-options", "backend", "vendor"])
         #expect(configuration.agentConfig.targets.map(\.name) == ["macs", "staging"])
         #expect(configuration.agentConfig.defaultSources?.count == 5)
-        #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem", "backend"])
+        #expect(configuration.sinks.map(\.name) == ["files", "archive", "siem", "backend", "db"])
         #expect(configuration.sinks[2].match.queries == ["pack_detections_*"])
         #expect(configuration.spool.maxSize == 1 << 30)
         #expect(configuration.admin?.listen == .init(host: "127.0.0.1", port: 9443))

@@ -118,7 +118,8 @@ struct QueryRoutes: Sendable {
         if campaign.cancelledAt != nil {
             state = "cancelled"
         } else if now >= campaign.expiresAt {
-            state = outstanding == 0 ? "done" : "expired"
+            // The sweep may already have stored the outstanding nodes as expired.
+            state = outstanding + (counts[.expired] ?? 0) == 0 ? "done" : "expired"
         } else {
             state = outstanding == 0 ? "done" : "running"
         }

@@ -22,6 +22,8 @@ final class TestGateway: @unchecked Sendable {
 
     /// Builds a configuration; `modify` may change it before the server starts.
     init(clientCertificates: AgentTLS.ClientCertificateMode = .optional) throws {
+        // The metrics system first: a counter made before it is bootstrapped counts nothing, ever.
+        _ = testMetrics
         directory = makeTemporaryDirectory()
         pki = try TestPKI(directory: directory + "/tls")
         try Data((secret + "\n").utf8).write(to: URL(fileURLWithPath: directory + "/secret.txt"))
@@ -43,7 +45,7 @@ final class TestGateway: @unchecked Sendable {
             limits:
               max_body: 1MiB
               max_inflated_body: 4MiB
-              idle_timeout: 1s
+              idle_timeout: 3s
             """
         configuration = try GatewayConfiguration.parse(yaml: yaml, baseDirectory: directory, environment: [:])
     }

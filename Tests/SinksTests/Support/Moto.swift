@@ -139,16 +139,12 @@ enum Moto {
 
 /// A moto server of a test's own on `port`, for outages: started late, stopped by its PID.
 final class MotoProcess {
-    private let process = Process()
+    private let server: ServerProcess
     let url: String
 
     init(port: Int) throws {
         url = "http://127.0.0.1:\(port)"
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["moto_server", "-p", "\(port)", "-H", "127.0.0.1"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        server = try ServerProcess("/usr/bin/env", ["moto_server", "-p", "\(port)", "-H", "127.0.0.1"])
     }
 
     /// Waits until the server answers.
@@ -156,8 +152,5 @@ final class MotoProcess {
         await eventually(timeout: .seconds(30)) { (try? run(["curl", "-sf", "-o", "/dev/null", url + "/moto-api/"]).status) == 0 }
     }
 
-    func stop() {
-        process.terminate()
-        process.waitUntilExit()
-    }
+    func stop() { server.stop() }
 }

@@ -24,11 +24,27 @@ final class ServerProcess: @unchecked Sendable {
 
     var pid: Int32 { process.processIdentifier }
 
-    /// SIGTERM, then waits until it exited.
+    private var stopped = false
+
+    /// SIGTERM, then SIGKILL if it is still there after 5 s; returns once it is gone.
+    ///
+    /// A child inherits the test process's signal mask, and the test process blocks SIGTERM in some
+    /// threads (signal handling through Dispatch), so SIGTERM alone may never arrive; and
+    /// Foundation's `waitUntilExit` then waits forever. Hence plain `kill` and `waitpid`.
     func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
+        guard !stopped else { return }
+        stopped = true
+        let pid = process.processIdentifier
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<100 {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid || kill(pid, 0) != 0 { return }
+            usleep(50_000)
+        }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
     }
 
     deinit { stop() }
