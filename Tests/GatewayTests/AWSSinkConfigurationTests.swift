@@ -5,16 +5,7 @@ import Testing
 
 /// `s3`, `kinesis` and `firehose` entries of `sinks:`: their keys, defaults, credentials and problems.
 @Suite struct AWSSinkConfigurationTests {
-    let head = """
-        tls:
-          certificate: tls/server.pem
-          private_key: tls/server.key
-        enrollment:
-          secrets:
-            - { name: default, file: secret.txt }
-        sinks:
-
-        """
+    let head = minimalConfigurationYAML + "sinks:\n"
     let environment = ["AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "env-token"]
 
     @Test func everyKeyIsRead() throws {
@@ -60,10 +51,7 @@ import Testing
               - { name: stream, type: kinesis, stream: osquery, credentials_file: missing-file }
               - { name: hose, type: firehose, delivery_stream: d, region: us-east-1, profile: logs, batch: { max_records: 501 } }
             """
-        let error = try #require(throws: ConfigurationError.self) {
-            try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/tmp", environment: [:])
-        }
-        let text = error.problems.map(\.description)
+        let text = try configurationProblems(yaml)
         #expect(text.contains { $0.hasPrefix("line 8: sinks[0].bucket: is required") }, "\(text)")
         #expect(text.contains("line 8: sinks[0].endpoint: must start with http:// or https://"), "\(text)")
         #expect(text.contains("line 8: sinks[0].part_size: must be at least 5242880 bytes, found \"1MiB\""), "\(text)")

@@ -4,14 +4,7 @@ import Testing
 @testable import Gateway
 
 @Suite struct ConfigurationTests {
-    let minimal = """
-        tls:
-          certificate: tls/server.pem
-          private_key: tls/server.key
-        enrollment:
-          secrets:
-            - { name: default, file: secret.txt }
-        """
+    let minimal = minimalConfigurationYAML
 
     @Test func defaultsAndPathResolution() throws {
         let configuration = try GatewayConfiguration.parse(yaml: minimal, baseDirectory: "/etc/gw", environment: [:])
@@ -39,10 +32,7 @@ import Testing
             sinks:
               - { name: files, type: kafka, directory: logs }
             """
-        let error = try #require(throws: ConfigurationError.self) {
-            try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/tmp", environment: [:])
-        }
-        let text = error.problems.map(\.description)
+        let text = try configurationProblems(yaml)
         #expect(text.contains("line 1: listen: expected host:port such as 0.0.0.0:8443, found \"nowhere\""))
         #expect(text.contains("line 4: tls.privat_key: unknown key"))
         #expect(text.contains { $0.hasPrefix("line 3: tls.private_key: is required") })
@@ -54,7 +44,7 @@ import Testing
     }
 
     @Test func environmentReferencesExpand() throws {
-        let yaml = minimal + "\nlisten: ${GW_HOST}:9443\n"
+        let yaml = minimal + "listen: ${GW_HOST}:9443\n"
         let configuration = try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/tmp", environment: ["GW_HOST": "0.0.0.0"])
         #expect(configuration.listen == .init(host: "0.0.0.0", port: 9443))
         #expect(throws: ConfigurationError.self) {

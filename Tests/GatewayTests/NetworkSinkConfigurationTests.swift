@@ -5,16 +5,7 @@ import Testing
 
 /// `type: syslog` and `type: nats` entries: their keys, defaults, and problems named by key and line.
 @Suite struct NetworkSinkConfigurationTests {
-    let head = """
-        tls:
-          certificate: tls/server.pem
-          private_key: tls/server.key
-        enrollment:
-          secrets:
-            - { name: default, file: secret.txt }
-        sinks:
-
-        """
+    let head = minimalConfigurationYAML + "sinks:\n"
 
     @Test func syslogAndNATSSinksReadTheirKeys() throws {
         let yaml = head + """
@@ -49,10 +40,7 @@ import Testing
               - { name: d, type: nats, url: "nats://h", subject: "osquery.{query}" }
               - { name: e, type: nats, url: "nats://h", subject: "{log_type}.x", jetstream: { stream: "A.B" } }
             """
-        let error = try #require(throws: ConfigurationError.self) {
-            try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/tmp", environment: [:])
-        }
-        let text = error.problems.map(\.description)
+        let text = try configurationProblems(yaml)
         #expect(text.contains("line 8: sinks[0].address: expected tcp://host:port or tls://host:port, found \"udp://h:514\""))
         #expect(!text.contains { $0.contains("sinks[0].app_name: unknown key") })
         #expect(text.contains("line 9: sinks[1].facility: expected one of \(SyslogFacility.allCases.map(\.rawValue).joined(separator: ", ")), found \"local9\""))

@@ -228,15 +228,7 @@ struct PostgresNodeStoreTests {
 
 /// `node_store` in the configuration file.
 @Suite struct NodeStoreConfigurationTests {
-    let head = """
-        tls:
-          certificate: tls/server.pem
-          private_key: tls/server.key
-        enrollment:
-          secrets:
-            - { name: default, file: secret.txt }
-
-        """
+    let head = minimalConfigurationYAML
 
     @Test func postgresWithThePasswordFromTheEnvironment() throws {
         let yaml = head + """
@@ -259,10 +251,7 @@ struct PostgresNodeStoreTests {
               postgres: "mysql://db/x"
               tls: sometimes
             """
-        let error = try #require(throws: ConfigurationError.self) {
-            try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/etc/gw", environment: [:])
-        }
-        let text = error.problems.map(\.description)
+        let text = try configurationProblems(yaml, baseDirectory: "/etc/gw")
         #expect(text.contains("line 8: node_store.sqlite: give sqlite or postgres, not both"))
         #expect(text.contains("line 9: node_store.postgres: expected a URL such as postgres://user@host:5432/database"))
         #expect(text.contains("line 10: node_store.tls: expected one of disable, prefer, require, found \"sometimes\""))

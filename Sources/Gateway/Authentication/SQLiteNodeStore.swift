@@ -12,13 +12,7 @@ final class SQLiteNodeStore: NodeStore {
 
     /// Opens or creates the database and applies migrations.
     init(path: String) throws {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700])
-        var configuration = GRDB.Configuration()
-        configuration.busyMode = .timeout(5)
-        pool = try DatabasePool(path: path, configuration: configuration)
-        chmod(path, 0o600)
+        pool = try DatabasePool.gatewayFile(at: path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(sql: """

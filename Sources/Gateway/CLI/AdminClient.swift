@@ -65,6 +65,18 @@ struct AdminClient: Sendable {
     }
 }
 
+extension AdminClient {
+    /// Prints the list `GET path` answers under `key`: one JSON line an entry with `--format json`,
+    /// else a table of `header` with the cells `row` gives for each entry. Prints nothing when the
+    /// answer holds no such list.
+    func list(_ path: String, key: String, format: OutputFormat, header: [String], row: (JSONValue) -> [String]) async throws {
+        let answer = try await call(.GET, path)
+        guard case .array(let entries)? = answer[key] else { return }
+        if format == .json { for entry in entries { print(entry.line) }; return }
+        printTable(header, entries.map(row))
+    }
+}
+
 /// `--format` of the operator commands.
 enum OutputFormat: String, CaseIterable, Sendable {
     case table, json

@@ -128,14 +128,12 @@ struct QueriesCommand: AsyncParsableCommand {
             let client = try AdminClient(configuration: try options.load())
             switch words.first {
             case nil:
-                let answer = try await client.call(.GET, "/api/queries")
-                guard case .array(let queries)? = answer["queries"] else { return }
-                if format == .json { for query in queries { print(query.line) }; return }
-                printTable(["id", "name", "state", "answered", "failed", "targeted", "sql"], queries.map { query in
+                try await client.list("/api/queries", key: "queries", format: format,
+                                      header: ["id", "name", "state", "answered", "failed", "targeted", "sql"]) { query in
                     [query["id"]?.cellText ?? "", query["name"]?.cellText ?? "-", query["state"]?.cellText ?? "",
                      query["counts"]?["answered"]?.cellText ?? "0", query["counts"]?["failed"]?.cellText ?? "0",
                      query["targeted"]?.cellText ?? "0", query["sql"]?.cellText ?? ""]
-                })
+                }
             case "show"?, "cancel"?:
                 guard words.count == 2 else { throw CommandFailure.usage("usage: queries \(words[0]) ID") }
                 let answer = words[0] == "show"
@@ -172,12 +170,10 @@ struct NodesCommand: AsyncParsableCommand {
             let client = try AdminClient(configuration: try options.load())
             switch words.first {
             case nil:
-                let answer = try await client.call(.GET, "/api/nodes")
-                guard case .array(let nodes)? = answer["nodes"] else { return }
-                if format == .json { for node in nodes { print(node.line) }; return }
-                printTable(["id", "host_identifier", "platform", "osquery", "last_seen", "revoked_at"], nodes.map { node in
+                try await client.list("/api/nodes", key: "nodes", format: format,
+                                      header: ["id", "host_identifier", "platform", "osquery", "last_seen", "revoked_at"]) { node in
                     ["id", "host_identifier", "platform", "osquery_version", "last_seen", "revoked_at"].map { node[$0]?.cellText ?? "-" }
-                })
+                }
             case "show"?, "revoke"?:
                 guard words.count == 2 else { throw CommandFailure.usage("usage: nodes \(words[0]) ID|HOST") }
                 let path = "/api/nodes/\(Self.escaped(words[1]))"

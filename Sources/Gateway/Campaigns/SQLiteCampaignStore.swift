@@ -11,13 +11,7 @@ final class SQLiteCampaignStore: CampaignStore {
     private let pool: DatabasePool
 
     init(path: String) throws {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700])
-        var configuration = GRDB.Configuration()
-        configuration.busyMode = .timeout(5)
-        pool = try DatabasePool(path: path, configuration: configuration)
-        chmod(path, 0o600)
+        pool = try DatabasePool.gatewayFile(at: path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.execute(sql: """

@@ -72,6 +72,37 @@ struct AWSRecordPut: Sendable {
         return .delivered
     }
 
+    /// Makes one JSON-protocol call (`PutRecords`, `PutRecordBatch`) with the records at `indices`
+    /// and reads its answer; a call that does not complete is reported for a retry.
+    ///
+    /// The body is `{<stream>,"Records":[{"Data":"<base64>"<members>},...]}`.
+    /// - Parameters:
+    ///   - target: the `X-Amz-Target` of the call.
+    ///   - stream: the members before `Records`, e.g. `"StreamName":"logs"`.
+    ///   - results: where the answer lists the per-record results (`Records`, `RequestResponses`).
+    ///   - sizes: what each record counts against the limits, to reserve the body's capacity.
+    ///   - overhead: bytes a record takes in the body besides its base64 data, for the same.
+    ///   - data: record `i`'s bytes, before base64.
+    ///   - members: what record `i`'s object holds after `Data`, each member led by a comma.
+    func call(_ client: AWSClient, target: String, stream: String, results: String, indices: [Int], sizes: [Int], overhead: Int,
+              data: (Int) -> Data, members: (Int) -> String = { _ in "" }) async -> Answer {
+        var body = ByteBuffer()
+        body.reserveCapacity(indices.reduce(64) { $0 + sizes[$1] * 4 / 3 + overhead })
+        body.writeString("{\(stream),\"Records\":[")
+        for (n, index) in indices.enumerated() {
+            body.writeString(n == 0 ? "{\"Data\":\"" : ",{\"Data\":\"")
+            body.writeString(data(index).base64EncodedString())
+            body.writeString("\"\(members(index))}")
+        }
+        body.writeString("]}")
+        do {
+            let response = try await client.call(target: target, json: body)
+            return Self.answer(response, sent: indices.count, results: results)
+        } catch {
+            return .failed(.retry(reason: "\(service): \(error)", after: nil))
+        }
+    }
+
     /// Reads a call's answer: the error of a refused call, or the per-record results listed under
     /// `results` (`Records`, `RequestResponses`), where a failed record carries `ErrorCode`.
     static func answer(_ response: AWSClient.Response, sent: Int, results: String) -> Answer {

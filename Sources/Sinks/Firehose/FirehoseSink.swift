@@ -45,24 +45,13 @@ public final class FirehoseSink: Sink {
 
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
         let sizes = batch.map { $0.json.readableBytes + 1 }
-        let stream = JSONString.quoted(configuration.deliveryStream)
+        let stream = "\"DeliveryStreamName\":\(JSONString.quoted(configuration.deliveryStream))"
         return await put.deliver(sizes: sizes) { indices in
-            var body = ByteBuffer()
-            body.reserveCapacity(indices.reduce(64) { $0 + sizes[$1] * 4 / 3 + 16 })
-            body.writeString("{\"DeliveryStreamName\":\(stream),\"Records\":[")
-            for (n, index) in indices.enumerated() {
+            await put.call(client, target: "Firehose_20150804.PutRecordBatch", stream: stream, results: "RequestResponses",
+                           indices: indices, sizes: sizes, overhead: 16) { index in
                 var line = Data(batch[index].json.readableBytesView)
                 line.append(UInt8(ascii: "\n"))
-                body.writeString(n == 0 ? "{\"Data\":\"" : ",{\"Data\":\"")
-                body.writeString(line.base64EncodedString())
-                body.writeString("\"}")
-            }
-            body.writeString("]}")
-            do {
-                let response = try await client.call(target: "Firehose_20150804.PutRecordBatch", json: body)
-                return AWSRecordPut.answer(response, sent: indices.count, results: "RequestResponses")
-            } catch {
-                return .failed(.retry(reason: "Firehose: \(error)", after: nil))
+                return line
             }
         }
     }

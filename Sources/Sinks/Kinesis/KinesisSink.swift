@@ -48,23 +48,12 @@ public final class KinesisSink: Sink {
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
         let keys = batch.map(Self.partitionKey)
         let sizes = zip(batch, keys).map { record, key in record.json.readableBytes + key.utf8.count }
-        let stream = JSONString.quoted(configuration.stream)
+        let stream = "\"StreamName\":\(JSONString.quoted(configuration.stream))"
         return await put.deliver(sizes: sizes) { indices in
-            var body = ByteBuffer()
-            body.reserveCapacity(indices.reduce(64) { $0 + sizes[$1] * 4 / 3 + 48 })
-            body.writeString("{\"StreamName\":\(stream),\"Records\":[")
-            for (n, index) in indices.enumerated() {
-                body.writeString(n == 0 ? "{\"Data\":\"" : ",{\"Data\":\"")
-                body.writeString(Data(batch[index].json.readableBytesView).base64EncodedString())
-                body.writeString("\",\"PartitionKey\":\(JSONString.quoted(keys[index]))}")
-            }
-            body.writeString("]}")
-            do {
-                let response = try await client.call(target: "Kinesis_20131202.PutRecords", json: body)
-                return AWSRecordPut.answer(response, sent: indices.count, results: "Records")
-            } catch {
-                return .failed(.retry(reason: "Kinesis: \(error)", after: nil))
-            }
+            await put.call(client, target: "Kinesis_20131202.PutRecords", stream: stream, results: "Records",
+                           indices: indices, sizes: sizes, overhead: 48,
+                           data: { Data(batch[$0].json.readableBytesView) },
+                           members: { ",\"PartitionKey\":\(JSONString.quoted(keys[$0]))" })
         }
     }
 

@@ -1,10 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import ServiceLifecycle
 
 /// A real HTTP server on 127.0.0.1 playing an AWS endpoint where moto cannot: it answers each
 /// request as `respond` says (per-record failures, refusals, a failing part) and records what it got.
@@ -33,31 +31,17 @@ final class AWSStub: @unchecked Sendable {
     typealias Responder = @Sendable (_ index: Int, _ request: Seen) -> Answer
 
     let requests = NIOLockedValueBox<[Seen]>([])
-    private(set) var port = 0
-    private var group: ServiceGroup?
-    private var task: Task<Void, any Error>?
+    private let server = LocalHTTPServer()
+    var port: Int { server.port }
 
     func start(respond: @escaping Responder) async throws {
         let router = Router()
         router.add(middleware: Recorder(requests: requests, respond: respond))
-        var logger = Logger(label: "aws-stub")
-        logger.logLevel = .critical
-        let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in portBox.withLockedValue { $0?.resume(returning: channel.localAddress!.port!); $0 = nil } },
-                              logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        self.group = group
-        port = await withCheckedContinuation { continuation in
-            portBox.withLockedValue { $0 = continuation }
-            task = Task { try await group.run() }
-        }
+        await server.start(router, label: "aws-stub")
     }
 
     func stop() async {
-        await group?.triggerGracefulShutdown()
-        _ = try? await task?.value
-        group = nil
+        await server.stop()
     }
 
     var url: String { "http://127.0.0.1:\(port)" }

@@ -1,10 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import ServiceLifecycle
 
 /// A real HTTP server on 127.0.0.1 that records what it receives and answers as `respond` says.
 final class HTTPReceiver: @unchecked Sendable {
@@ -18,9 +16,8 @@ final class HTTPReceiver: @unchecked Sendable {
     typealias Responder = @Sendable (Int) -> (HTTPResponse.Status, HTTPFields)
 
     let received = NIOLockedValueBox<[Received]>([])
-    private(set) var port = 0
-    private var group: ServiceGroup?
-    private var task: Task<Void, any Error>?
+    private let server = LocalHTTPServer()
+    var port: Int { server.port }
 
     /// Starts on `requested` (0: any free port); `answer` gives the body of the n-th answer
     /// (default `{"status":<code>}`).
@@ -38,24 +35,11 @@ final class HTTPReceiver: @unchecked Sendable {
             let text = answer?(index) ?? "{\"status\":\(status.code)}"
             return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
         }
-        var logger = Logger(label: "receiver")
-        logger.logLevel = .critical
-        let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: requested)),
-                              onServerRunning: { channel in portBox.withLockedValue { $0?.resume(returning: channel.localAddress!.port!); $0 = nil } },
-                              logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        self.group = group
-        port = await withCheckedContinuation { continuation in
-            portBox.withLockedValue { $0 = continuation }
-            task = Task { try await group.run() }
-        }
+        await server.start(router, port: requested, label: "receiver")
     }
 
     func stop() async {
-        await group?.triggerGracefulShutdown()
-        _ = try? await task?.value
-        group = nil
+        await server.stop()
     }
 
     var url: String { "http://127.0.0.1:\(port)/ingest" }
