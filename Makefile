@@ -11,9 +11,10 @@ TEST_DEPS := zstd curl python3 clickhouse-server nats-server rsyslog openssl pos
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 
-# Tests at once: every test of a 2-core machine in parallel starves the TLS handshakes and timers
+# Tests at once (more than the 16 parameterized tests, whose cases need slots of their own): every
+# test of a 2-core machine in parallel starves the TLS handshakes and timers
 # the tests assert on.
-TEST_PARALLELISM ?= --experimental-maximum-parallelization-width 6
+TEST_PARALLELISM ?= --experimental-maximum-parallelization-width 32
 
 .PHONY: deps test-deps install-missing build release run test bench fuzz clean
 

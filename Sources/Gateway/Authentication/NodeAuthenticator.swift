@@ -72,8 +72,11 @@ final class NodeAuthenticator: Sendable {
         try await store.revoke(node, at: now)
         var revoked = node
         revoked.revokedAt = now
+        // Cached whether or not it was: a request that read the row before this revocation must
+        // not cache its stale copy afterwards (see `byKey`).
         cache.withLockedValue { cache in
-            if cache[node.keyHash] != nil { cache[node.keyHash] = revoked }
+            if cache.count >= maxCached { cache.removeAll(keepingCapacity: true) }
+            cache[node.keyHash] = revoked
         }
     }
 
@@ -89,14 +92,21 @@ final class NodeAuthenticator: Sendable {
             } catch {
                 throw OsqueryError.unavailable("node store unavailable")
             }
+            let loaded: NodeRecord
             if let found, ConstantTime.equals(found.keyHash, hash) {
-                node = found
+                loaded = found
             } else if let unknownKeys {
-                node = try await unknownKeys.resolve(nodeKey: nodeKey, keyHash: hash, origin: origin)
+                loaded = try await unknownKeys.resolve(nodeKey: nodeKey, keyHash: hash, origin: origin)
             } else {
                 throw OsqueryError.nodeInvalid("unknown node key")
             }
-            replaced(nil, with: node)
+            // What another request cached meanwhile (a revocation) wins over this read.
+            node = cache.withLockedValue { cache in
+                if let newer = cache[hash] { return newer }
+                if cache.count >= maxCached { cache.removeAll(keepingCapacity: true) }
+                cache[hash] = loaded
+                return loaded
+            }
         }
         if node.revokedAt != nil { throw OsqueryError.nodeInvalid("node key revoked") }
         return node

@@ -22,6 +22,14 @@ final class Upstream: Sendable {
     let backendSecret: String?
     let logger: Logger
 
+    /// `url` without a user or password, for logs.
+    static func withoutCredentials(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.user != nil || components.password != nil else { return url }
+        components.user = nil
+        components.password = nil
+        return components.string ?? "(url)"
+    }
+
     /// The key file in `dataDir` (docs/upstream.md#sealed-keys).
     static func keyFile(dataDir: String) -> String { dataDir + "/upstream.key" }
 
@@ -32,7 +40,7 @@ final class Upstream: Sendable {
          environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         self.configuration = configuration
         var logger = logger
-        logger[metadataKey: "gw.upstream"] = "\(configuration.endpoint.url)"
+        logger[metadataKey: "gw.upstream"] = "\(Self.withoutCredentials(configuration.endpoint.url))"
         self.logger = logger
         backendSecret = try configuration.enrollSecret.map { try Self.readSecret($0, environment: environment) }
         sealer = try UpstreamKeySealer.loadOrCreate(path: Self.keyFile(dataDir: dataDir))

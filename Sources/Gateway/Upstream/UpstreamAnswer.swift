@@ -17,6 +17,8 @@ enum UpstreamAnswer: Sendable {
     /// No usable answer: connection error, timeout, 5xx, an empty body, or one that is not a JSON object.
     case unavailable(String)
 
+    static let temporaryRefusals: Set<Int> = [401, 403, 407, 408, 425, 429]
+
     /// Classifies a response (`status`, `body`).
     static func classify(status: Int, body: ByteBuffer) -> UpstreamAnswer {
         if status >= 500 { return .unavailable("HTTP \(status)") }
@@ -54,7 +56,13 @@ enum UpstreamAnswer: Sendable {
             return .unavailable(body.readableBytes == 0 ? "empty body (HTTP \(status))" : "not a JSON object (HTTP \(status)): \(error.message)")
         }
         if summary.nodeInvalid { return .nodeInvalid }
-        return .answered(UpstreamReply(status: status, body: body, hasError: summary.hasError, nodeKey: summary.nodeKey))
+        // A refusal that says nothing about the key is a proxy or the backend saying "not now"
+        // (authentication in front of it, a timeout, throttling): temporary, never an answer.
+        if Self.temporaryRefusals.contains(status) { return .unavailable("HTTP \(status)") }
+        // Any other status but 2xx is a refusal, whatever its JSON says ({"message":"Not Found"}):
+        // callers treat it as an error answer, never as config, results taken or a key vouched for.
+        let refused = !(200..<300).contains(status)
+        return .answered(UpstreamReply(status: status, body: body, hasError: summary.hasError || refused, nodeKey: refused ? nil : summary.nodeKey))
     }
 }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import Support
@@ -24,6 +25,8 @@ final class UpstreamClient: Sendable {
 
     let configuration: Upstream.Configuration
     private let client: HTTPClient
+    /// Bounds how many keys the backend may refuse per minute before refusals count as its failure.
+    let refusals = RefusalBreaker()
     /// The largest answer read (configs are at most a few MiB; anything larger is not an osquery answer).
     static let maxAnswer = 16 << 20
 
@@ -72,13 +75,16 @@ final class UpstreamClient: Sendable {
             continuation.finish()
             request.body = .stream(stream, length: .known(body.length))
         }
-        let answer: UpstreamAnswer
+        var answer: UpstreamAnswer
         do {
             let response = try await client.execute(request, timeout: configuration.endpoint.requestTimeAmount)
             let bytes = try await response.body.collect(upTo: Self.maxAnswer)
             answer = UpstreamAnswer.classify(status: Int(response.status.code), body: bytes)
         } catch {
             answer = .unavailable("\(error)")
+        }
+        if case .nodeInvalid = answer, !refusals.admit() {
+            answer = .unavailable("the backend refused more than \(RefusalBreaker.limit) node keys within a minute; treated as a backend failure, not as revocations")
         }
         let outcome: String
         switch answer {
@@ -111,5 +117,24 @@ final class UpstreamClient: Sendable {
 
     func shutdown() async {
         try? await client.shutdown()
+    }
+}
+
+/// A backend whose database fails may answer `node_invalid` for every key (osctrl does). Taken at
+/// its word that would revoke the whole fleet at the gateway and re-enroll it at once, so past
+/// `limit` refusals within a minute the rest count as the backend failing (an error body, logs kept
+/// for later) until the minute is over. A real mass revocation at the backend still reaches every
+/// node, `limit` per minute.
+final class RefusalBreaker: Sendable {
+    static let limit = 50
+    private let window = NIOLockedValueBox<(start: NIODeadline, count: Int)>((.now(), 0))
+
+    /// Whether one more refusal may be taken as one.
+    func admit(now: NIODeadline = .now()) -> Bool {
+        window.withLockedValue { window in
+            if now - window.start > .minutes(1) { window = (now, 0) }
+            window.count += 1
+            return window.count <= Self.limit
+        }
     }
 }

@@ -44,6 +44,9 @@ final class UpstreamKeyLearner: UnknownNodeKeys {
             let until = now + upstream.configuration.refusedKeyMemory
             refused.withLockedValue { refused in
                 if refused.count > 100_000 { refused = refused.filter { $0.value > now } }
+                // Still full: random keys faster than they expire. Forget them all rather than grow
+                // (a forgotten key only costs one more question to the backend).
+                if refused.count > 100_000 { refused.removeAll(keepingCapacity: true) }
                 refused[keyHash] = until
             }
             throw OsqueryError.nodeInvalid("unknown node key")

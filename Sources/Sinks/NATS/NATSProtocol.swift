@@ -29,6 +29,8 @@ enum NATSServerOperation: Sendable {
 enum NATSProtocol {
     /// A control line longer than this is not NATS (INFO of a big cluster stays far below).
     static let maxControlLine = 1 << 20
+    /// The largest message taken from the server (its acknowledgements are a few hundred bytes).
+    static let maxMessage = 8 << 20
 
     struct ProtocolError: Error, CustomStringConvertible {
         var description: String
@@ -38,44 +40,47 @@ enum NATSProtocol {
     /// bytes have not all arrived yet.
     /// - Throws: `ProtocolError` for bytes that are not the NATS protocol.
     static func next(from buffer: inout ByteBuffer) throws -> NATSServerOperation? {
-        let view = buffer.readableBytesView
-        guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
-            if view.count > maxControlLine { throw ProtocolError(description: "control line longer than \(maxControlLine) bytes") }
-            return nil
-        }
-        var lineLength = newline - view.startIndex
-        if lineLength > 0, view[newline - 1] == UInt8(ascii: "\r") { lineLength -= 1 }
-        let lineEnd = newline - view.startIndex + 1
-        let line = buffer.getString(at: buffer.readerIndex, length: lineLength) ?? ""
-        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard let verb = fields.first?.uppercased() else {
-            buffer.moveReaderIndex(forwardBy: lineEnd)
-            return try next(from: &buffer)
-        }
-        switch verb {
-        case "INFO":
-            buffer.moveReaderIndex(forwardBy: lineEnd)
-            return .info(String(line.drop(while: { $0 != " " && $0 != "\t" }).drop(while: { $0 == " " || $0 == "\t" })))
-        case "PING":
-            buffer.moveReaderIndex(forwardBy: lineEnd)
-            return .ping
-        case "PONG":
-            buffer.moveReaderIndex(forwardBy: lineEnd)
-            return .pong
-        case "+OK":
-            buffer.moveReaderIndex(forwardBy: lineEnd)
-            return .ok
-        case "-ERR":
-            buffer.moveReaderIndex(forwardBy: lineEnd)
-            var text = line.dropFirst(4)
-            while text.first == " " { text = text.dropFirst() }
-            while text.last == " " { text = text.dropLast() }
-            if text.count >= 2, text.hasPrefix("'"), text.hasSuffix("'") { text = text.dropFirst().dropLast() }
-            return .error(String(text))
-        case "MSG", "HMSG":
-            return try message(fields: fields.dropFirst().map(String.init), headers: verb == "HMSG", lineEnd: lineEnd, line: line, from: &buffer)
-        default:
-            throw ProtocolError(description: "unknown operation \(line.prefix(40))")
+        while true {
+            let view = buffer.readableBytesView
+            guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
+                if view.count > maxControlLine { throw ProtocolError(description: "control line longer than \(maxControlLine) bytes") }
+                return nil
+            }
+            var lineLength = newline - view.startIndex
+            if lineLength > 0, view[newline - 1] == UInt8(ascii: "\r") { lineLength -= 1 }
+            let lineEnd = newline - view.startIndex + 1
+            let line = buffer.getString(at: buffer.readerIndex, length: lineLength) ?? ""
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let verb = fields.first?.uppercased() else {
+                // A blank line: skip it (a loop, not recursion: a run of them cannot grow the stack).
+                buffer.moveReaderIndex(forwardBy: lineEnd)
+                continue
+            }
+            switch verb {
+            case "INFO":
+                buffer.moveReaderIndex(forwardBy: lineEnd)
+                return .info(String(line.drop(while: { $0 != " " && $0 != "\t" }).drop(while: { $0 == " " || $0 == "\t" })))
+            case "PING":
+                buffer.moveReaderIndex(forwardBy: lineEnd)
+                return .ping
+            case "PONG":
+                buffer.moveReaderIndex(forwardBy: lineEnd)
+                return .pong
+            case "+OK":
+                buffer.moveReaderIndex(forwardBy: lineEnd)
+                return .ok
+            case "-ERR":
+                buffer.moveReaderIndex(forwardBy: lineEnd)
+                var text = line.dropFirst(4)
+                while text.first == " " { text = text.dropFirst() }
+                while text.last == " " { text = text.dropLast() }
+                if text.count >= 2, text.hasPrefix("'"), text.hasSuffix("'") { text = text.dropFirst().dropLast() }
+                return .error(String(text))
+            case "MSG", "HMSG":
+                return try message(fields: fields.dropFirst().map(String.init), headers: verb == "HMSG", lineEnd: lineEnd, line: line, from: &buffer)
+            default:
+                throw ProtocolError(description: "unknown operation \(line.prefix(40))")
+            }
         }
     }
 
@@ -86,6 +91,9 @@ enum NATSProtocol {
         guard fields.count == 2 + counts || fields.count == 3 + counts,
             let total = Int(fields[fields.count - 1]), total >= 0
         else { throw ProtocolError(description: "malformed \(line.prefix(80))") }
+        // Acknowledgements are small; a count past this is a broken or hostile server (and the sums
+        // below must not overflow).
+        guard total <= maxMessage else { throw ProtocolError(description: "message of \(total) bytes is larger than \(maxMessage)") }
         let headerLength = headers ? (Int(fields[fields.count - 2]) ?? -1) : 0
         guard (0...total).contains(headerLength) else { throw ProtocolError(description: "malformed \(line.prefix(80))") }
         guard buffer.readableBytes >= lineEnd + total + 2 else { return nil }

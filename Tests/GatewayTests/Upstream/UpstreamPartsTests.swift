@@ -17,7 +17,11 @@ import Testing
         (200, #"{"node_invalid":false,"queries":{}}"#, "answered"),
         (200, #"{"node_invalid":"true"}"#, "answered"),
         (200, #"{"error":"database down"}"#, "answered error"),
-        (404, #"{"foo":"bar"}"#, "answered"),
+        (404, #"{"foo":"bar"}"#, "answered error"),
+        (400, #"{"node_key":"k"}"#, "answered error"),
+        (403, #"{"message":"Forbidden"}"#, "unavailable"),
+        (429, #"{"error":"slow down"}"#, "unavailable"),
+        (401, #"{"error":"proxy login"}"#, "unavailable"),
         (500, #"{"node_invalid":true}"#, "unavailable"),
         (502, "", "unavailable"),
         (200, "", "unavailable"),
@@ -36,6 +40,16 @@ import Testing
         case .unavailable: verdict = "unavailable"
         }
         #expect(verdict == expected)
+    }
+
+    /// A backend refusing every key at once (osctrl while its database is down) is failing: past the
+    /// limit within a minute, refusals stop counting as revocations.
+    @Test func refusalsPastTheLimitWithinAMinuteAreABackendFailure() {
+        let breaker = RefusalBreaker()
+        let start = NIODeadline.now()
+        #expect((0..<RefusalBreaker.limit).allSatisfy { _ in breaker.admit(now: start) })
+        #expect(!breaker.admit(now: start + .seconds(30)))
+        #expect(breaker.admit(now: start + .seconds(61)))
     }
 
     @Test func aBodyKeepsEveryMemberButTheReplacedOne() throws {
