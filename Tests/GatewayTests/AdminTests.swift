@@ -17,7 +17,7 @@ let testMetrics: PrometheusCollectorRegistry = {
 
 @Suite struct AdminTests {
     @Test func healthAndPrometheusMetricsOnTheAdminListener() async throws {
-        let port = Int.random(in: 41_000..<50_000)
+        let port = freeLoopbackPort()
         let gateway = try TestGateway()
         gateway.configuration.admin = .init(listen: .init(host: "127.0.0.1", port: port))
         try await gateway.start(metrics: testMetrics)

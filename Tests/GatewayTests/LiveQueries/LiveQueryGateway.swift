@@ -7,7 +7,7 @@ import NIOHTTP1
 /// A test gateway with the admin API on (a random loopback port, a token file), and a client for it.
 final class LiveQueryGateway: @unchecked Sendable {
     let gateway: TestGateway
-    let adminPort = Int.random(in: 41_000..<50_000)
+    let adminPort = freeLoopbackPort()
     let token = "test-admin-token-\(UUID().uuidString)"
     let http = HTTPClient(eventLoopGroupProvider: .singleton)
 
@@ -59,6 +59,11 @@ final class LiveQueryGateway: @unchecked Sendable {
 
     func shutdown() async throws {
         try await http.shutdown()
+    }
+
+    /// A test that ends early skips `shutdown()`; AsyncHTTPClient would stop the test process.
+    deinit {
+        try? http.syncShutdown()
     }
 }
 

@@ -164,7 +164,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [TestBackend.Failure.slow(.seconds(3)), .emptyServerError, .garbage])
+    @Test(arguments: [TestBackend.Failure.slow(.seconds(7)), .emptyServerError, .garbage])
     func aFailingBackendGivesErrorBodiesOrLastGoodAnswers(_ failure: TestBackend.Failure) async throws {
         try await withBackend { backend in
             try await withUpstreamGateway(backend) { gateway in

@@ -8,7 +8,7 @@ let backendSecret = "backend-secret"
 
 /// Runs `body` against a gateway in front of `backend` (started first): the backend's config merged
 /// after the local base config, the file sink first and the upstream sink second, identity headers
-/// on, and a 2 s request timeout so failures are quick.
+/// on, and a 5 s request timeout: failures are quick, and a loaded 2-core test run still gets its answers.
 func withUpstreamGateway(
     _ backend: TestBackend,
     clientCertificates: AgentTLS.ClientCertificateMode = .optional,
@@ -23,8 +23,8 @@ func withUpstreamGateway(
         upstream.endpoints = OsqueryEndpoints(
             enroll: paths.enroll, config: paths.config, logger: paths.logger, distributedRead: paths.distributedRead,
             distributedWrite: paths.distributedWrite, carveStart: paths.carveStart, carveBlock: paths.carveBlock)
-        upstream.endpoint.requestTimeout = .seconds(2)
-        upstream.endpoint.connectTimeout = .seconds(1)
+        upstream.endpoint.requestTimeout = .seconds(5)
+        upstream.endpoint.connectTimeout = .seconds(3)
         upstream.enrollSecret = .file(secretFile)
         upstream.identityHeaders = .init(
             fingerprint: "X-Client-Cert-SHA256", subject: "X-Client-Cert-Subject", serial: "X-Client-Cert-Serial",
