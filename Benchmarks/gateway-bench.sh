@@ -22,12 +22,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
-BIN=.build/release/osquery-gateway
+BIN=${BIN:-.build/release/osquery-gateway}
 for tool in wrk nginx curl taskset; do
     command -v $tool >/dev/null || { echo "installing wrk nginx-light"; apt-get install -y -qq wrk nginx-light >/dev/null; break; }
 done
 [ -x "$BIN" ] && [ -x .build/release/fleet-sim ] || make release
-SIM=.build/release/fleet-sim
+SIM=${SIM:-.build/release/fleet-sim}
 IDLE_LEVELS=${IDLE_LEVELS:-0 5000 10000 18000}
 
 # Thousands of idle connections from one address use up ephemeral ports, and then every connect()

@@ -101,14 +101,12 @@ enum GatewayApplication {
 
         let identity = try ServingIdentity(certificate: configuration.tls.certificate, privateKey: configuration.tls.privateKey)
         let tls = try AgentTLS.serverConfiguration(configuration.tls, identity: identity)
-        let idle = limits.idleTimeout.components
         let handshakes = TLSHandshakeStats(logger: logger)
-        let http1 = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)],
-            idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))
         let agentListener = try AgentListener(
-            configuration: .init(address: configuration.listen, backlog: limits.backlog),
-            router: router, http1: http1, tls: tls, logger: logger, onServerRunning: onServerRunning)
+            configuration: .init(address: configuration.listen, backlog: limits.backlog, idleTimeout: limits.idleTimeout),
+            router: router, tls: tls,
+            extraHandlers: { [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)] },
+            logger: logger, onServerRunning: onServerRunning)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]
         services.append(pipeline.delivery)

@@ -88,6 +88,12 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
     var description: String { message }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        response
+    }
+
+    /// The answer the agent receives: the body, its status (ignored by osquery, read by proxies and
+    /// people) and the headers that tell a client to back off or stop sending.
+    var response: Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if code == .spoolFull || code == .busy { headers[.retryAfter] = "30" }
         // The rest of a refused body is not worth reading: close instead of draining it.

@@ -1,4 +1,5 @@
 import HTTPTypes
+import Hummingbird
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
@@ -58,6 +59,14 @@ final class ProtocolErrorBodyHandler: ChannelDuplexHandler, RemovableChannelHand
             context.writeAndFlush(data, promise: promise)
             context.close(promise: nil)
         }
+    }
+
+    /// The answer to a request whose body broke framing: 400, the JSON body, and the connection closed
+    /// after it (what follows on the wire cannot be trusted to start a request).
+    static func response(for error: HTTPParserError) -> Response {
+        Response(
+            status: .badRequest, headers: [.contentType: "application/json", .connection: "close"],
+            body: .init(byteBuffer: ByteBuffer(string: body(for: error))))
     }
 
     /// The agent-visible reason; names the kind of problem, never echoes request bytes.
