@@ -17,9 +17,8 @@ import NIOCore
 ///   failed batch reach the stream twice (delivery is at least once);
 /// - a JetStream 4xx error (a message over the stream's `max_msg_size`, a sealed stream), or a record
 ///   larger than the server's `max_payload` (which is not sent: the server would close the
-///   connection): the batch is rejected and goes to the dead-letter file whole, after its other
-///   messages were published and acknowledged; the dead-letter file then holds some records the
-///   stream has too, and never loses one.
+///   connection): only those records go to the dead-letter file, and the batch's other messages,
+///   published and acknowledged, are delivered (`partlyRejected`; `rejected` when none was stored).
 ///
 /// One connection per sink, made on first use and again after any failure. With `stream` set, each
 /// new connection first creates the stream if it is missing, taking `streamSubjects` (by default the
@@ -67,15 +66,18 @@ public final class NATSSink: Sink {
         let limit = nats.maxPayload
         var messages: [(subject: String, payload: ByteBuffer)] = []
         messages.reserveCapacity(batch.count)
-        var oversized = 0
-        for record in batch {
+        // The batch index of each message, and the records not published.
+        var positions: [Int] = []
+        var oversized: [Int] = []
+        for (index, record) in batch.enumerated() {
             if record.json.readableBytes > limit {
-                oversized += 1
+                oversized.append(index)
             } else {
                 messages.append((subject: configuration.subject.subject(for: record), payload: record.json))
+                positions.append(index)
             }
         }
-        var refused: [String] = []
+        var refused: [(index: Int, reason: String)] = []
         if !messages.isEmpty {
             let answers: [NATSMessage]
             do {
@@ -85,10 +87,10 @@ public final class NATSSink: Sink {
                 return .retry(reason: "publishing to \(configuration.address) failed: \(error)", after: nil)
             }
             var failed: [String] = []
-            for (message, answer) in zip(messages, answers) {
+            for (index, (message, answer)) in zip(positions, zip(messages, answers)) {
                 switch NATSJetStream.ack(answer, subject: message.subject) {
                 case .stored: continue
-                case .failed(let code, let reason) where (400..<500).contains(code): refused.append(reason)
+                case .failed(let code, let reason) where (400..<500).contains(code): refused.append((index: index, reason: reason))
                 case .failed(_, let reason): failed.append(reason)
                 }
             }
@@ -96,13 +98,15 @@ public final class NATSSink: Sink {
                 return .retry(reason: "\(failed.count) of \(messages.count) messages not stored: \(first)", after: nil)
             }
         }
-        if oversized > 0 || !refused.isEmpty {
-            var parts: [String] = []
-            if oversized > 0 { parts.append("\(oversized) records over the server's max_payload of \(limit) bytes were not published") }
-            if let first = refused.first { parts.append("\(refused.count) messages refused: \(first)") }
-            return .rejected(reason: parts.joined(separator: "; ") + "; the batch's other records were stored")
+        let indices = (oversized + refused.map { $0.index }).sorted()
+        guard !indices.isEmpty else { return .delivered }
+        var parts: [String] = []
+        if !oversized.isEmpty {
+            parts.append("\(oversized.count) records over the server's max_payload of \(limit) bytes were not published")
         }
-        return .delivered
+        if let first = refused.first { parts.append("\(refused.count) messages refused: \(first.reason)") }
+        let reason = parts.joined(separator: "; ")
+        return indices.count == batch.count ? .rejected(reason: reason) : .partlyRejected(indices: indices, reason: reason)
     }
 
     /// Connects, logs in and (with `stream`) creates the stream, as the first delivery would.
