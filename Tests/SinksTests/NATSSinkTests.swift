@@ -82,9 +82,11 @@ import Testing
 struct JetStreamReader {
     let connection: NATSConnection
 
-    init(url: String) async throws {
+    /// - Parameter tls: TLS the reader insists on, as the sink would with these settings.
+    init(url: String, tls: NATSTLS? = nil) async throws {
         let address = try #require(NetworkAddress(parsing: url, schemes: ["nats"], defaultPort: 4222))
-        connection = try await NATSConnection.connect(to: address, name: "tests", timeout: .seconds(5))
+        let upgrade = try tls.map { NATSConnection.TLSUpgrade(context: try $0.makeContext(), required: true, serverName: $0.serverName) }
+        connection = try await NATSConnection.connect(to: address, name: "tests", timeout: .seconds(5), tls: upgrade)
     }
 
     func call(_ subject: String, _ payload: String = "") async throws -> [String: Any] {
@@ -137,7 +139,7 @@ struct NATSSinkTests {
         configuration.stream = stream
         configuration.ackTimeout = .seconds(5)
         configuration.batching = Batching(maxRecords: 25, maxBytes: maxBytes)
-        return NATSSink(configuration: configuration)
+        return try NATSSink(configuration: configuration)
     }
 
     /// Messages in `stream` according to the monitoring endpoint's `/jsz?streams=true`.

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 
 /// Publishes every record as one NATS message to a JetStream stream, on the subject its template
 /// gives (`osquery.{log_type}.{name}`), the record's JSON as the payload.
@@ -20,6 +21,9 @@ import NIOCore
 ///   connection): only those records go to the dead-letter file, and the batch's other messages,
 ///   published and acknowledged, are delivered (`partlyRejected`; `rejected` when none was stored).
 ///
+/// TLS (`NATSTLS`): after the server's plain-text `INFO`, when the server requires it or the sink
+/// is configured for it; then `CONNECT` goes through TLS.
+///
 /// One connection per sink, made on first use and again after any failure. With `stream` set, each
 /// new connection first creates the stream if it is missing, taking `streamSubjects` (by default the
 /// template's fixed leading tokens and `>`), so a server that lost its storage is set up again.
@@ -28,7 +32,11 @@ public final class NATSSink: Sink {
         /// The sink's name in logs and metrics.
         public var name: String
         /// `nats://[user[:password]@]host[:port]` (port 4222 by default); a user alone is a token.
+        /// `tls://` instead of `nats://` insists on TLS, as `tls` does.
         public var address: NetworkAddress
+        /// TLS settings; the sink then refuses a server that offers no TLS. nil: TLS only when the
+        /// server requires it, trusting the system's store (`NATSTLS`).
+        public var tls: NATSTLS?
         public var subject: NATSSubjectTemplate
         /// A stream to create when missing; nil: the stream must exist already.
         public var stream: String?
@@ -45,15 +53,29 @@ public final class NATSSink: Sink {
             self.address = address
             self.subject = subject
         }
+
+        /// The connection must be TLS: `tls` is set or the URL is `tls://`.
+        public var requiresTLS: Bool { tls != nil || address.scheme == "tls" }
     }
 
     public let configuration: Configuration
     public var name: String { configuration.name }
     public var batching: Batching { configuration.batching }
     private let connection = NIOLockedValueBox<NATSConnection?>(nil)
+    /// Made once: the CA and client certificate are read when the sink is built, not per connection.
+    /// nil: no TLS configured and no system trust store to use, so a server requiring TLS is refused.
+    private let upgrade: NATSConnection.TLSUpgrade?
 
-    public init(configuration: Configuration) {
+    /// - Throws: when the CA, certificate or key file of `tls` cannot be read.
+    public init(configuration: Configuration) throws {
         self.configuration = configuration
+        if configuration.requiresTLS {
+            let tls = configuration.tls ?? NATSTLS()
+            upgrade = NATSConnection.TLSUpgrade(context: try tls.makeContext(), required: true, serverName: tls.serverName)
+        } else {
+            // Used only if the server turns out to require TLS.
+            upgrade = (try? NATSTLS().makeContext()).map { NATSConnection.TLSUpgrade(context: $0, required: false, serverName: nil) }
+        }
     }
 
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
@@ -125,7 +147,8 @@ public final class NATSSink: Sink {
     /// The open connection, or a new one (with the stream checked) when there is none or it closed.
     private func connected() async throws -> NATSConnection {
         if let open = connection.withLockedValue({ $0 }), open.isActive { return open }
-        let fresh = try await NATSConnection.connect(to: configuration.address, name: "osquery-gateway \(configuration.name)", timeout: configuration.connectTimeout)
+        let fresh = try await NATSConnection.connect(to: configuration.address, name: "osquery-gateway \(configuration.name)",
+                                                     timeout: configuration.connectTimeout, tls: upgrade)
         if let stream = configuration.stream {
             do {
                 guard let subjects = configuration.streamSubjects ?? configuration.subject.streamSubjects else {
