@@ -166,7 +166,7 @@ public final class PostgresSink: Sink {
         try await pool.transaction(within: try remaining(before: deadline)) { connection, logger in
             for statement in statements {
                 try Task.checkCancellation()
-                _ = try await connection.query(try Self.statementTimeout(before: deadline, batchTime: batchTime), logger: logger).collect()
+                _ = try await connection.query(try PostgresSink.statementTimeout(before: deadline, batchTime: batchTime), logger: logger).collect()
                 _ = try await connection.query(statement, logger: logger).collect()
             }
         }
@@ -185,7 +185,7 @@ public final class PostgresSink: Sink {
             for statement in statements {
                 try Task.checkCancellation()
                 // Each row gets only what is left, so the rows together end by the deadline.
-                _ = try await connection.query(try Self.statementTimeout(before: deadline, batchTime: batchTime), logger: logger).collect()
+                _ = try await connection.query(try PostgresSink.statementTimeout(before: deadline, batchTime: batchTime), logger: logger).collect()
                 _ = try await connection.query("SAVEPOINT gateway_row", logger: logger).collect()
                 do {
                     _ = try await connection.query(statement.query, logger: logger).collect()
