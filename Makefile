@@ -16,7 +16,7 @@ ARGS ?=
 # the tests assert on.
 TEST_PARALLELISM ?= --experimental-maximum-parallelization-width 32
 
-.PHONY: deps test-deps install-missing build release run test bench fuzz clean
+.PHONY: deps test-deps install-missing build release run test bench bench-sinks fuzz clean
 
 deps:
 	@PACKAGES="$(DEPS)" $(MAKE) --no-print-directory install-missing
@@ -54,9 +54,18 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	scripts/with-clickhouse.sh scripts/with-postgres.sh scripts/with-moto.sh scripts/with-nats.sh scripts/with-rsyslog.sh $(SWIFT) test --skip-build $(TEST_PARALLELISM)
 
-## Benchmarks against nginx (needs wrk and nginx; see Benchmarks/README.md).
+## Benchmarks against nginx (needs wrk and nginx), then every sink against its real server (see
+## Benchmarks/README.md).
 bench: release
 	Benchmarks/gateway-bench.sh
+	@$(MAKE) --no-print-directory bench-sinks
+
+## The sink rows alone: the file and zstd sinks against dd and the zstd CLI, and each network sink
+## against the server `make test` uses, started by the same scripts/with-*.sh, all of them (and the
+## nginx receiver of the http rows) on core 0, the sinks on core 1.
+bench-sinks: test-deps
+	$(SWIFT) build -c release --product sink-bench
+	taskset -c 0 scripts/with-postgres.sh scripts/with-moto.sh scripts/with-nats.sh scripts/with-rsyslog.sh Benchmarks/sink-bench.sh
 
 ## libFuzzer over every request decoder and the spool frame decoder, FUZZ_SECONDS each (default 60),
 ## growing Fuzz/Corpus; crashes land in Fuzz/Crashes. An instrumented build of its own (.build-fuzz).

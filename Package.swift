@@ -142,7 +142,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sink-bench",
-            dependencies: ["Sinks", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Sinks", "Support", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/SinkBench",
             swiftSettings: swiftSettings
         ),

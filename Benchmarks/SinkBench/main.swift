@@ -1,12 +1,23 @@
-// Sink throughput benchmark (issue #3): the zstd archive sink and the file sink on the same osquery
-// JSON lines that the shell script feeds to `zstd -3 -T1` and `dd conv=fdatasync`.
+// Sink throughput benchmark (issues #3 and #13): the zstd archive sink and the file sink on the same
+// osquery JSON lines that the shell script feeds to `zstd -3 -T1` and `dd conv=fdatasync`, and each
+// network sink against its real server.
 //
 //   sink-bench generate <file> <megabytes>   writes deterministic osquery result lines
 //   sink-bench zstd <file> <out-dir>          archives them (level 3), prints MB/s per CPU second
 //   sink-bench file <file> <out-dir>          writes them with the file sink, prints MB/s (wall)
+//   sink-bench sink <kind> <file> <records> <tag>
+//                                             delivers the first <records> lines with the sink <kind>
+//                                             (s3, kinesis, firehose, nats, syslog, postgres, ndjson,
+//                                             kafka_rest, otlp) to the server the environment names
+//                                             (MOTO_URL, NATS_URL, RSYSLOG_TCP_PORT, POSTGRES_URL,
+//                                             BENCH_HTTP_URL); bucket, streams and table are named after
+//                                             <tag> (the script makes the AWS ones); prints records per
+//                                             CPU second of this process
 import Foundation
+import Logging
 import NIOCore
 import Sinks
+import Support
 
 func cpuSeconds() -> Double {
     var usage = rusage()
@@ -31,6 +42,79 @@ func records(from path: String) -> [LogRecord] {
 
 func batches(_ records: [LogRecord], size: Int = 10_000) -> [[LogRecord]] {
     stride(from: 0, to: records.count, by: size).map { Array(records[$0..<min($0 + size, records.count)]) }
+}
+
+/// `records` cut as a delivery worker would: at most `maxRecords` and about `maxBytes` a batch.
+func batches(_ records: [LogRecord], batching: Batching) -> [[LogRecord]] {
+    var result: [[LogRecord]] = []
+    var current: [LogRecord] = []
+    var bytes = 0
+    for record in records {
+        if !current.isEmpty, current.count >= batching.maxRecords || bytes + record.json.readableBytes > batching.maxBytes {
+            result.append(current)
+            current = []
+            bytes = 0
+        }
+        current.append(record)
+        bytes += record.json.readableBytes
+    }
+    if !current.isEmpty { result.append(current) }
+    return result
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The sink `kind` against the server its environment variable names, on that sink's own defaults
+/// (batching included); the S3 sink rolls every 16 MiB so a run makes several objects.
+func makeSink(_ kind: String, tag: String, environment: [String: String]) throws -> any Sink {
+    func required(_ name: String) throws -> String {
+        guard let value = environment[name], !value.isEmpty else { throw BenchError(description: "\(name) is not set") }
+        return value
+    }
+    func aws() throws -> AWSConnection {
+        var connection = AWSConnection(region: "us-east-1", endpoint: try required("MOTO_URL"),
+                                       credentials: .fixed(AWSCredentials(accessKeyID: "AKIDBENCH", secretAccessKey: "moto-takes-any-secret")))
+        connection.requestTimeout = .seconds(120)
+        return connection
+    }
+    switch kind {
+    case "s3":
+        var configuration = S3Sink.Configuration(name: "bench", bucket: "bench-\(tag)", connection: try aws())
+        configuration.prefix = "bench/"
+        configuration.rollSize = 16 << 20
+        return try S3Sink(configuration: configuration)
+    case "kinesis":
+        return try KinesisSink(configuration: KinesisSink.Configuration(name: "bench", stream: "bench-\(tag)", connection: try aws()))
+    case "firehose":
+        return try FirehoseSink(configuration: FirehoseSink.Configuration(name: "bench", deliveryStream: "bench-\(tag)", connection: try aws()))
+    case "nats":
+        let url = try required("NATS_URL")
+        guard let address = NetworkAddress(parsing: url, schemes: ["nats"], defaultPort: 4222) else {
+            throw BenchError(description: "NATS_URL \(url) is not a nats:// URL")
+        }
+        var configuration = NATSSink.Configuration(name: "bench", address: address, subject: try NATSSubjectTemplate("bench\(tag).{log_type}"))
+        configuration.stream = "BENCH\(tag.uppercased())"
+        return try NATSSink(configuration: configuration)
+    case "syslog":
+        guard let port = Int(try required("RSYSLOG_TCP_PORT")) else { throw BenchError(description: "RSYSLOG_TCP_PORT is not a port") }
+        return try SyslogSink(configuration: SyslogSink.Configuration(name: "bench", address: NetworkAddress(scheme: "tcp", host: "127.0.0.1", port: port)))
+    case "postgres":
+        var configuration = PostgresSink.Configuration(name: "bench", endpoint: try PostgresEndpoint(url: try required("POSTGRES_URL")))
+        configuration.table = "bench_\(tag)"
+        var logger = Logger(label: "sink-bench")
+        logger.logLevel = .critical
+        return try PostgresSink(configuration: configuration, logger: logger)
+    case "ndjson", "kafka_rest", "otlp":
+        let base = try required("BENCH_HTTP_URL")
+        let path = kind == "kafka_rest" ? "/topics/bench" : (kind == "otlp" ? "/v1/logs" : "/ingest")
+        var configuration = HTTPForwarderSink.Configuration(name: "bench", url: base + path)
+        configuration.format = HTTPForwarderFormat(rawValue: kind) ?? .ndjson
+        return try HTTPForwarderSink(configuration: configuration)
+    default:
+        throw BenchError(description: "unknown sink \(kind)")
+    }
 }
 
 let arguments = CommandLine.arguments
@@ -77,7 +161,42 @@ case "file":
     let elapsed = ContinuousClock.now - wall
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     print(String(format: "file sink: %.1f MB in %.2f s: %.1f MB/s", Double(bytes) / 1e6, seconds, Double(bytes) / 1e6 / seconds))
+case "sink":
+    let kind = arguments[2]
+    let input = Array(records(from: arguments[3]).prefix(Int(arguments[4])!))
+    let sink: any Sink
+    do {
+        sink = try makeSink(kind, tag: arguments[5], environment: ProcessInfo.processInfo.environment)
+        // Connects, and creates what the sink creates itself (the NATS stream, the table).
+        try await sink.healthCheck()
+    } catch {
+        print("\(kind) sink: cannot start: \(error)")
+        exit(1)
+    }
+    var retries = 0
+    let cpu = cpuSeconds()
+    let wall = ContinuousClock.now
+    for batch in batches(input, batching: sink.batching) {
+        var outcome = await sink.deliver(batch)
+        // A server hiccup is retried as a worker would (counted, and in the CPU time); anything
+        // else ends the run: the figure would not be a delivery rate.
+        while case .retry = outcome, retries < 20 {
+            retries += 1
+            try? await Task.sleep(for: .milliseconds(200))
+            outcome = await sink.deliver(batch)
+        }
+        guard outcome == .delivered else {
+            print("\(kind) sink: batch not delivered: \(outcome)")
+            exit(1)
+        }
+    }
+    await sink.close()
+    let seconds = cpuSeconds() - cpu
+    let elapsed = ContinuousClock.now - wall
+    let wallSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print("\(kind) sink: " + String(format: "%ld records in %.2f CPU s (%.2f s wall, %ld retries): %.0f records/s per CPU s",
+                                      input.count, seconds, wallSeconds, retries, Double(input.count) / seconds))
 default:
-    print("usage: sink-bench generate|zstd|file ...")
+    print("usage: sink-bench generate|zstd|file|sink ...")
     exit(64)
 }

@@ -60,8 +60,9 @@ public enum DeliveryOutcome: Sendable, Equatable {
     case rejected(reason: String)
     /// Delivered, except the records at `indices` (positions in the batch handed to `deliver`),
     /// which were refused for good and go to the dead-letter file with `reason`; then the cursor
-    /// moves past the whole batch. For a destination that judges records by their origin (the
-    /// upstream sink: one node's key refused, the other nodes' records taken), so one node cannot
-    /// stall or dead-letter the rest.
+    /// moves past the whole batch. For a destination that judges records one by one (the upstream
+    /// sink: one node's key refused, the other nodes' records taken; Kinesis, Firehose, NATS and
+    /// PostgreSQL: one record too large or refused), so one record or node cannot stall or
+    /// dead-letter the rest.
     case partlyRejected(indices: [Int], reason: String)
 }

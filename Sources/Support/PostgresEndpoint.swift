@@ -40,8 +40,29 @@ public struct PostgresEndpoint: Sendable, Equatable, CustomStringConvertible {
     /// One query (or transaction) from asking for a connection to the last row; past it the caller
     /// gets an error. The node store answers agents, so its limit stays below osquery's deadline.
     public var queryTimeout: Duration = .seconds(5)
+    /// The server's own limit on one statement (`statement_timeout`, sent as a startup parameter
+    /// of every connection): a statement stuck on a lock or a slow disk ends in an error the server
+    /// sends back, so the connection and the caller are free when `queryTimeout` has passed. The
+    /// client's time limit alone cannot do it: a query already sent cannot be called back, and its
+    /// caller waits for the answer. nil (the default): `queryTimeout`; zero: nothing is sent and the
+    /// server's own setting stays (for a pooler such as PgBouncer that refuses startup parameters it
+    /// does not know).
+    public var statementTimeout: Duration?
     /// Connections kept open at most.
     public var poolSize = 8
+
+    /// The `statement_timeout` each connection starts with; nil when none is sent.
+    public var effectiveStatementTimeout: Duration? {
+        let limit = statementTimeout ?? queryTimeout
+        return limit > .zero ? limit : nil
+    }
+
+    /// `duration` in whole milliseconds, at least 1: how `statement_timeout` is written (a number
+    /// without a unit is milliseconds).
+    public static func milliseconds(_ duration: Duration) -> Int64 {
+        let parts = duration.components
+        return max(1, parts.seconds * 1_000 + parts.attoseconds / 1_000_000_000_000_000)
+    }
 
     public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String? = nil) {
         self.host = host
@@ -97,6 +118,9 @@ public struct PostgresEndpoint: Sendable, Equatable, CustomStringConvertible {
             host: host, port: port, username: username, password: password, database: database, tls: mode)
         configuration.options.connectTimeout = connectTimeout
         configuration.options.maximumConnections = poolSize
+        if let limit = effectiveStatementTimeout {
+            configuration.options.additionalStartupParameters.append(("statement_timeout", "\(Self.milliseconds(limit))"))
+        }
         return configuration
     }
 }

@@ -32,20 +32,23 @@ public final class PostgresPool: Sendable {
 
     /// Runs `query` and reads every row (which also gives its connection back to the pool), within
     /// the endpoint's query time limit.
+    /// - Parameter limit: a shorter limit instead (what is left of a larger task's time).
     @discardableResult
-    public func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+    public func rows(_ query: PostgresQuery, within limit: Duration? = nil) async throws -> [PostgresRow] {
         let client = client
         let logger = logger
-        return try await withTimeLimit { try await client.query(query, logger: logger).collect() }
+        return try await withTimeLimit(limit) { try await client.query(query, logger: logger).collect() }
     }
 
     /// Runs `body` in a transaction on one connection (`BEGIN`, then `COMMIT`, or `ROLLBACK` when
     /// `body` throws), within the endpoint's query time limit. `body`'s own errors come out as they
     /// were thrown (postgres-nio's `withTransaction` would wrap them).
-    public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    /// - Parameter limit: a shorter limit instead (what is left of a larger task's time).
+    public func transaction<T: Sendable>(within limit: Duration? = nil,
+                                         _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
         let client = client
         let logger = logger
-        return try await withTimeLimit {
+        return try await withTimeLimit(limit) {
             try await client.withConnection { connection in
                 _ = try await connection.query("BEGIN", logger: logger).collect()
                 do {
@@ -82,6 +85,11 @@ public final class PostgresPool: Sendable {
 /// A query did not finish within the endpoint's query time.
 public struct PostgresTimeout: Error, CustomStringConvertible, Sendable {
     public let limit: Duration
+
+    public init(limit: Duration) {
+        self.limit = limit
+    }
+
     public var description: String { "no answer from PostgreSQL within \(limit)" }
 }
 

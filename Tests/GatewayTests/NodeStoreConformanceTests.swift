@@ -244,6 +244,20 @@ struct PostgresNodeStoreTests {
         #expect(configuration.nodeStore == .postgres(.init(endpoint: expected)))
     }
 
+    @Test func statementTimeoutFollowsTheTimeoutUnlessGivenAndZeroSendsNone() throws {
+        func endpoint(_ extra: String) throws -> PostgresEndpoint? {
+            let yaml = head + "node_store:\n  postgres: \"postgres://gw@db.internal/nodes\"\n  timeout: 2s\n" + extra
+            guard case .postgres(let store) = try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/etc/gw", environment: [:]).nodeStore else {
+                return nil
+            }
+            return store.endpoint
+        }
+        #expect(try endpoint("")?.effectiveStatementTimeout == .seconds(2))
+        #expect(try endpoint("  statement_timeout: 500ms\n")?.effectiveStatementTimeout == .milliseconds(500))
+        #expect(try endpoint("  statement_timeout: 0s\n")?.effectiveStatementTimeout == nil)
+        #expect(PostgresEndpoint.milliseconds(.milliseconds(1500)) == 1500 && PostgresEndpoint.milliseconds(.microseconds(10)) == 1)
+    }
+
     @Test func problemsNameTheKeyAndLine() throws {
         let yaml = head + """
             node_store:

@@ -82,9 +82,11 @@ import Testing
 struct JetStreamReader {
     let connection: NATSConnection
 
-    init(url: String) async throws {
+    /// - Parameter tls: TLS the reader insists on, as the sink would with these settings.
+    init(url: String, tls: NATSTLS? = nil) async throws {
         let address = try #require(NetworkAddress(parsing: url, schemes: ["nats"], defaultPort: 4222))
-        connection = try await NATSConnection.connect(to: address, name: "tests", timeout: .seconds(5))
+        let upgrade = try tls.map { NATSConnection.TLSUpgrade(context: try $0.makeContext(), required: true, serverName: $0.serverName) }
+        connection = try await NATSConnection.connect(to: address, name: "tests", timeout: .seconds(5), tls: upgrade)
     }
 
     func call(_ subject: String, _ payload: String = "") async throws -> [String: Any] {
@@ -130,14 +132,14 @@ struct NATSSinkTests {
 
     func unique(_ label: String) -> String { "\(label)\(UUID().uuidString.prefix(8).lowercased())" }
 
-    func sink(url: String, subject: String, stream: String?) throws -> NATSSink {
+    func sink(url: String, subject: String, stream: String?, maxBytes: Int = 1 << 20) throws -> NATSSink {
         var configuration = NATSSink.Configuration(
             name: "bus", address: try #require(NetworkAddress(parsing: url, schemes: ["nats"], defaultPort: 4222)),
             subject: try NATSSubjectTemplate(subject))
         configuration.stream = stream
         configuration.ackTimeout = .seconds(5)
-        configuration.batching = Batching(maxRecords: 25, maxBytes: 1 << 20)
-        return NATSSink(configuration: configuration)
+        configuration.batching = Batching(maxRecords: 25, maxBytes: maxBytes)
+        return try NATSSink(configuration: configuration)
     }
 
     /// Messages in `stream` according to the monitoring endpoint's `/jsz?streams=true`.
@@ -190,7 +192,7 @@ struct NATSSinkTests {
         await bus.close()
     }
 
-    @Test func recordsTheServerOrTheStreamRefuseAreRejectedAndTheOthersStored() async throws {
+    @Test func recordsTheServerOrTheStreamRefuseAreRefusedAloneAndTheOthersStored() async throws {
         let prefix = unique("small")
         let stream = prefix.uppercased()
         let reader = try await JetStreamReader(url: url)
@@ -198,16 +200,38 @@ struct NATSSinkTests {
         let bus = try sink(url: url, subject: "\(prefix).{log_type}", stream: stream)
         // 3000 bytes: over the stream's max_msg_size (400 from JetStream); 1.1 MB: over max_payload (never sent).
         let batch = [record(0), record(1, pad: 3_000), record(2), record(3, pad: 1_100_000), record(4)]
-        #expect(await bus.deliver(batch) == .rejected(reason:
+        #expect(await bus.deliver(batch) == .partlyRejected(indices: [1, 3], reason:
             "1 records over the server's max_payload of 1048576 bytes were not published; "
-            + "1 messages refused: JetStream error 400/10054 for subject \(prefix).result: message size exceeds maximum allowed; "
-            + "the batch's other records were stored"))
+            + "1 messages refused: JetStream error 400/10054 for subject \(prefix).result: message size exceeds maximum allowed"))
         #expect(try await reader.messages(stream).map { $0.payload } == [0, 2, 4].map { String(buffer: batch[$0].json) })
         // The connection survived: the next batch goes through.
         #expect(await bus.deliver([record(5)]) == .delivered)
         #expect(await reader.count(stream) == 4)
         reader.close()
         await bus.close()
+    }
+
+    @Test func onlyTheRefusedRecordsReachTheDeadLetterFile() async throws {
+        let prefix = unique("deadletter")
+        let stream = prefix.uppercased()
+        let directory = temporaryDirectory("nats-deadletter")
+        let reader = try await JetStreamReader(url: url)
+        try await reader.createStream(stream, subjects: ["\(prefix).>"], extra: ",\"max_msg_size\":2000")
+        let bus = try sink(url: url, subject: "\(prefix).{log_type}", stream: stream, maxBytes: 4 << 20)
+        let batch = [record(0), record(1, pad: 3_000), record(2), record(3, pad: 1_100_000), record(4)]
+        try await withPipeline([.init(sink: bus)], directory: directory) { pipeline in
+            try await pipeline.append(batch)
+            #expect(await eventually { deadLetters(directory + "/deadletter/bus.jsonl").count == 2 })
+            try await pipeline.append([record(5)])
+            #expect(await eventually { await reader.count(stream) == 4 })
+        }
+        let reason = "1 records over the server's max_payload of 1048576 bytes were not published; "
+            + "1 messages refused: JetStream error 400/10054 for subject \(prefix).result: message size exceeds maximum allowed"
+        #expect(deadLetters(directory + "/deadletter/bus.jsonl") == [1, 3].map {
+            DeadLetter(sink: "bus", reason: reason, record: String(buffer: batch[$0].json))
+        })
+        #expect(try await reader.messages(stream).map { $0.payload } == [0, 2, 4].map { String(buffer: batch[$0].json) } + [String(buffer: record(5).json)])
+        reader.close()
     }
 
     @Test func aServerDownThenBackLosesNothingAndKeepsOrder() async throws {

@@ -144,6 +144,119 @@ struct PostgresSinkTests {
         #expect(try await rows(table).map(\.4).map(parsed) == [0, 3, 5].map { try parsed(String(buffer: records[$0].json)) })
         try await withDatabase { pool in try await pool.rows("DROP TABLE \(unescaped: table)") }
     }
+
+    @Test func connectionsStartWithTheQueryTimeAsStatementTimeoutAndResetKeepsIt() async throws {
+        func shown(_ endpoint: PostgresEndpoint) async throws -> [String] {
+            let logger = self.logger
+            let pool = PostgresPool(endpoint: endpoint, logger: logger)
+            do {
+                let values = try await pool.client.withConnection { connection -> [String] in
+                    let show: PostgresQuery = "SHOW statement_timeout"
+                    let before = try await connection.query(show, logger: logger).collect().first?.decode(String.self) ?? ""
+                    _ = try await connection.query("SET statement_timeout = 60000", logger: logger).collect()
+                    _ = try await connection.query("RESET statement_timeout", logger: logger).collect()
+                    let after = try await connection.query(show, logger: logger).collect().first?.decode(String.self) ?? ""
+                    return [before, after]
+                }
+                await pool.shutdown()
+                return values
+            } catch {
+                await pool.shutdown()
+                throw error
+            }
+        }
+        var endpoint = try PostgresEndpoint(url: url)
+        endpoint.queryTimeout = .milliseconds(1500)
+        #expect(try await shown(endpoint) == ["1500ms", "1500ms"])
+        endpoint.statementTimeout = .seconds(3)
+        #expect(try await shown(endpoint) == ["3s", "3s"])
+        // Zero sends none: the server's own setting (0, no limit, on the test server) stays.
+        endpoint.statementTimeout = .zero
+        #expect(endpoint.effectiveStatementTimeout == nil)
+        #expect(try await shown(endpoint) == ["0", "0"])
+    }
+
+    @Test func aStatementStuckOnALockFailsTheBatchWithinItsTime() async throws {
+        let table = uniqueTable()
+        var endpoint = try PostgresEndpoint(url: url)
+        endpoint.queryTimeout = .seconds(1)
+        let db = try sink(table: table, endpoint: endpoint)
+        try await db.healthCheck()
+        var holding = try PostgresEndpoint(url: url)
+        holding.queryTimeout = .seconds(20)
+        let holder = PostgresPool(endpoint: holding, logger: logger)
+        // Another session holds the table for 4 s; the sink's INSERT waits on its lock.
+        let (locked, lockTaken) = AsyncStream<Void>.makeStream()
+        let lock = Task {
+            defer { lockTaken.finish() }
+            try await holder.transaction { connection, logger in
+                _ = try await connection.query("LOCK TABLE \(unescaped: table) IN ACCESS EXCLUSIVE MODE", logger: logger).collect()
+                lockTaken.yield()
+                try await Task.sleep(for: .seconds(4))
+            }
+        }
+        for await _ in locked { break }
+        let start = ContinuousClock.now
+        let outcome = await db.deliver([record(0)])
+        let elapsed = ContinuousClock.now - start
+        guard case .retry = outcome else {
+            Issue.record("a batch stuck on a lock must be retried, got \(outcome)")
+            return
+        }
+        // The server ends the statement at the batch's time: the worker is not held until the lock goes.
+        #expect(elapsed < .milliseconds(2500), "\(elapsed)")
+        try await lock.value
+        await holder.shutdown()
+        #expect(await db.deliver([record(0)]) == .delivered)
+        await db.close()
+        #expect(try await rows(table).map(\.4).map(parsed) == [try parsed(String(buffer: record(0).json))])
+        try await withDatabase { pool in try await pool.rows("DROP TABLE \(unescaped: table)") }
+    }
+
+    @Test func theRowByRowPassGetsOnlyWhatIsLeftOfTheBatchTime() async throws {
+        let table = uniqueTable()
+        var endpoint = try PostgresEndpoint(url: url)
+        endpoint.queryTimeout = .milliseconds(1500)
+        let hasty = try sink(table: table, endpoint: endpoint)
+        try await hasty.healthCheck()
+        // Every row takes 0.3 s (a trigger), and one with a "bad" member is then refused as a data
+        // error (SQLSTATE 22023), which sends the sink to its row-by-row pass.
+        try await withDatabase { pool in
+            try await pool.rows(PostgresQuery(unsafeSQL: """
+                CREATE FUNCTION \(table)_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_sleep(0.3);
+                    IF NEW.record->>'bad' IS NOT NULL THEN RAISE EXCEPTION 'bad record' USING ERRCODE = '22023'; END IF;
+                    RETURN NEW;
+                END $$
+                """))
+            try await pool.rows(PostgresQuery(unsafeSQL: "CREATE TRIGGER \(table)_slow BEFORE INSERT ON \(table) FOR EACH ROW EXECUTE FUNCTION \(table)_slow()"))
+        }
+        var batch = (0..<4).map { record($0) }
+        batch[3].json = ByteBuffer(string: #"{"id":3,"bad":true}"#)
+        // The batch insert takes 1.2 s of the 1.5 s and fails on the last row; what is left does not
+        // fit one row, so the batch is retried by then (the row-by-row pass used to get 1.5 s more).
+        let start = ContinuousClock.now
+        let outcome = await hasty.deliver(batch)
+        let elapsed = ContinuousClock.now - start
+        await hasty.close()
+        guard case .retry = outcome else {
+            Issue.record("a row-by-row pass past the batch's time must end in a retry, got \(outcome)")
+            return
+        }
+        #expect(elapsed < .milliseconds(2200), "\(elapsed)")
+        #expect(await count(table) == 0)
+        // With time enough, the same batch stores its three good rows and refuses the bad one.
+        endpoint.queryTimeout = .seconds(10)
+        let patient = try sink(table: table, endpoint: endpoint)
+        #expect(await patient.deliver(batch) == .partlyRejected(indices: [3], reason: "PostgreSQL refused the record: SQLSTATE 22023: bad record"))
+        await patient.close()
+        #expect(try await rows(table).map(\.4).map(parsed) == [0, 1, 2].map { try parsed(String(buffer: batch[$0].json)) })
+        try await withDatabase { pool in
+            try await pool.rows("DROP TABLE \(unescaped: table)")
+            try await pool.rows(PostgresQuery(unsafeSQL: "DROP FUNCTION \(table)_slow()"))
+        }
+    }
 }
 
 /// The sink's checks that need no server.

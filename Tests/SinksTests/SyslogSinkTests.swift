@@ -148,26 +148,10 @@ struct SyslogRsyslogTests {
 /// unchanged, and a receiver whose certificate the CA does not vouch for fails the health check.
 @Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "needs /usr/bin/openssl"))
 struct SyslogTLSTests {
-    /// A CA (`<name>-ca.pem`) and a server certificate it signed for 127.0.0.1 and localhost, with its key.
-    func certificate(in directory: String, name: String) throws -> (ca: String, certificate: String, key: String) {
-        let base = directory + "/" + name
-        try "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n".write(toFile: base + ".ext", atomically: true, encoding: .utf8)
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-        for command in [
-            ["openssl", "req", "-x509"] + ec + ["-days", "1", "-subj", "/CN=\(name) test CA", "-keyout", base + "-ca.key", "-out", base + "-ca.pem"],
-            ["openssl", "req"] + ec + ["-subj", "/CN=localhost", "-keyout", base + ".key", "-out", base + ".csr"],
-            ["openssl", "x509", "-req", "-in", base + ".csr", "-CA", base + "-ca.pem", "-CAkey", base + "-ca.key", "-set_serial", "2",
-             "-days", "1", "-extfile", base + ".ext", "-out", base + ".pem"],
-        ] {
-            #expect(try run(command).status == 0, "\(command)")
-        }
-        return (base + "-ca.pem", base + ".pem", base + ".key")
-    }
-
     @Test func framesArriveOverTLSAndAnUntrustedReceiverFailsTheHealthCheck() async throws {
         let directory = temporaryDirectory("syslog-tls")
-        let server = try certificate(in: directory, name: "server")
-        let other = try certificate(in: directory, name: "other")
+        let server = try TestCertificates(in: directory, name: "server")
+        let other = try TestCertificates(in: directory, name: "other")
         let port = freePort()
         let output = directory + "/received"
         let receiver = try ServerProcess("/usr/bin/openssl", [

@@ -45,6 +45,10 @@ extension GatewayConfiguration {
             case .syslog(let syslog):
                 problems += HTTPEndpoint.tlsFileProblems(ca: syslog.ca, clientCertificate: syslog.clientCertificate, at: "sinks[\(i)]", problem)
             case .postgres(let postgres): problems += postgres.endpoint.problems(at: "sinks[\(i)]", problem)
+            case .nats(let nats):
+                if let tls = nats.tls {
+                    problems += HTTPEndpoint.tlsFileProblems(ca: tls.ca, clientCertificate: tls.clientCertificate, at: "sinks[\(i)].tls", problem)
+                }
             default: break
             }
             if let endpoint = sink.awsEndpoint { problems += endpoint.problems(at: "sinks[\(i)]", problem) }

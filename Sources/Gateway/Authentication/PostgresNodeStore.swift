@@ -90,14 +90,20 @@ final class PostgresNodeStore: NodeStore {
         let logger = pool.logger
         try await pool.withTimeLimit(.seconds(60)) {
             try await client.withConnection { connection in
+                // The connection's statement_timeout is the query time; waiting for another
+                // gateway's migrations and running them may take the whole minute. RESET (back to
+                // the connection's own setting) before it returns to the pool.
+                _ = try await connection.query("SET statement_timeout = 60000", logger: logger).collect()
                 _ = try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger).collect()
                 do {
                     try await Self.applyMigrations(on: connection, logger: logger)
                 } catch {
                     _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger).collect()
+                    _ = try? await connection.query("RESET statement_timeout", logger: logger).collect()
                     throw error
                 }
                 _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger).collect()
+                _ = try await connection.query("RESET statement_timeout", logger: logger).collect()
             }
         }
     }

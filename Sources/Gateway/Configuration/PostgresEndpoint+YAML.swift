@@ -9,7 +9,9 @@ extension PostgresEndpoint {
     /// password from the environment in it), `password_file` (the password, trimmed, instead of one
     /// in the URL), `tls` (`disable`, `prefer`, `require`; default `require` with a `ca`, else
     /// `prefer`), `ca` (PEM bundle the server's certificate must chain to), `connect_timeout`,
-    /// `timeout` (one query or batch; default `timeout`) and `pool_size` (default 8).
+    /// `timeout` (one query or batch; default `timeout`), `statement_timeout` (the server's limit on
+    /// one statement, sent when each connection starts; default the `timeout`, `0s` sends none, for
+    /// a pooler that refuses it) and `pool_size` (default 8).
     init?(reading section: MappingReader, urlKey: String, timeout: Duration) {
         let reader = section.reader
         let url = section.requiredString(urlKey)
@@ -18,6 +20,7 @@ extension PostgresEndpoint {
         let ca = section.configPath("ca")
         let connectTimeout = section.duration("connect_timeout", minimum: .milliseconds(1))
         let queryTimeout = section.duration("timeout", minimum: .milliseconds(1))
+        let statementTimeout = section.duration("statement_timeout")
         let poolSize = section.integer("pool_size", in: 1...1_000)
         guard let url else { return nil }
         do {
@@ -42,6 +45,7 @@ extension PostgresEndpoint {
         self.tls = tls ?? (ca != nil ? .require : .prefer)
         self.ca = ca
         self.queryTimeout = queryTimeout ?? timeout
+        self.statementTimeout = statementTimeout
         if let connectTimeout { self.connectTimeout = connectTimeout }
         if let poolSize { self.poolSize = poolSize }
     }

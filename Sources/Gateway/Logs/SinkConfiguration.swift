@@ -57,7 +57,7 @@ struct SinkConfiguration: Sendable {
         case .kinesis(let kinesis): built = try KinesisSink(configuration: kinesis)
         case .firehose(let firehose): built = try FirehoseSink(configuration: firehose)
         case .syslog(let syslog): built = try SyslogSink(configuration: syslog)
-        case .nats(let nats): built = NATSSink(configuration: nats)
+        case .nats(let nats): built = try NATSSink(configuration: nats)
         case .upstream(let configuration):
             guard let upstream else { throw SinkError.io("sink \(name) of type upstream needs the upstream section") }
             built = UpstreamSink(configuration: configuration, nodes: upstream)

@@ -49,11 +49,13 @@ extension SyslogSink.Configuration {
 }
 
 extension NATSSink.Configuration {
-    /// A `nats` sink: `url` (`nats://[user[:password]@]host[:port]`, port 4222 by default),
-    /// `subject` (a template, default `osquery.{log_type}.{name}`), `jetstream` (`stream`: created
-    /// when missing; `subjects`: the new stream's subjects, by default the template's fixed prefix
-    /// and `>`), `timeout` (for the acknowledgements of one batch, default 10s), `connect_timeout`
-    /// (default 5s) and `batch` (`max_records`, `max_bytes`, `max_wait`).
+    /// A `nats` sink: `url` (`nats://[user[:password]@]host[:port]`, port 4222 by default; `tls://`
+    /// insists on TLS), `tls` (`ca`, `client_certificate` with `client_key`, `server_name`; any of
+    /// them, even `tls: {}`, insists on TLS), `subject` (a template, default
+    /// `osquery.{log_type}.{name}`), `jetstream` (`stream`: created when missing; `subjects`: the new
+    /// stream's subjects, by default the template's fixed prefix and `>`), `timeout` (for the
+    /// acknowledgements of one batch, default 10s), `connect_timeout` (default 5s) and `batch`
+    /// (`max_records`, `max_bytes`, `max_wait`).
     init?(reading entry: MappingReader, name: String) {
         let reader = entry.reader
         let urlText = entry.requiredString("url")
@@ -69,6 +71,19 @@ extension NATSSink.Configuration {
             }
             return (stream, subjects)
         }
+        let tls = entry.section("tls") { section -> NATSTLS in
+            let certificate = section.configPath("client_certificate")
+            let key = section.configPath("client_key")
+            var tls = NATSTLS(ca: section.configPath("ca"), serverName: section.string("server_name"))
+            if let certificate, let key { tls.clientCertificate = .init(certificate: certificate, privateKey: key) }
+            if (certificate == nil) != (key == nil) {
+                reader.report(section.key("client_key"), section.node, "client_certificate and client_key go together")
+            }
+            if let serverName = tls.serverName, serverName.isEmpty || serverName.contains(where: { $0.isWhitespace || $0 == "/" }) {
+                reader.report(section.key("server_name"), section.value("server_name"), "expected a host name, found \"\(serverName)\"")
+            }
+            return tls
+        }
         let ackTimeout = entry.duration("timeout", minimum: .milliseconds(1))
         let connectTimeout = entry.duration("connect_timeout", minimum: .milliseconds(1))
         var batching = Batching(maxRecords: 1_000, maxBytes: 4 << 20, maxWait: .zero)
@@ -81,14 +96,14 @@ extension NATSSink.Configuration {
             reader.report(entry.key("subject"), entry.value("subject") ?? entry.node, "\(error)")
         }
         guard let url = urlText else { return nil }
-        guard let address = NetworkAddress(parsing: url, schemes: ["nats"], defaultPort: 4222) else {
-            let why = url.lowercased().hasPrefix("tls://") ? "the nats sink does not speak TLS yet; use nats://host:port"
-                : "expected nats://host:port (user and password optional: nats://user:password@host:port), found \"\(url)\""
-            reader.report(entry.key("url"), entry.value("url"), why)
+        guard let address = NetworkAddress(parsing: url, schemes: ["nats", "tls"], defaultPort: 4222) else {
+            reader.report(entry.key("url"), entry.value("url"),
+                          "expected nats://host:port or tls://host:port (user and password optional: nats://user:password@host:port), found \"\(url)\"")
             return nil
         }
         guard let subject = template else { return nil }
         self.init(name: name, address: address, subject: subject)
+        self.tls = tls
         if let jetstream {
             stream = jetstream.stream
             streamSubjects = jetstream.subjects

@@ -7,8 +7,15 @@ import NIOCore
 /// A batch is cut into calls within the service's limits. When a call succeeds but reports some
 /// records failed (throttled, an internal failure), only those are sent again, after a backoff, up
 /// to `attempts` calls; then the batch is reported for a retry, and the worker sends it whole
-/// again later. A record over the per-record limit rejects the batch before anything is sent: no
-/// retry could make it fit.
+/// again later.
+///
+/// One bad record never dead-letters the rest of its batch: a record over the per-record limit is
+/// not sent (no retry could make it fit), and a call the service refuses for good (a 4xx that is
+/// not throttling, credentials or a missing stream, `AWSServiceError`) is split in halves, each sent
+/// again, until the refused records are alone. Those go to the dead-letter file and the others are
+/// delivered (`partlyRejected`; `rejected` when no record of the batch was stored). The halving is
+/// bounded by `isolatingCalls` a batch, so a refusal of every call (a stream name the service finds
+/// invalid) costs a few dozen calls, not a thousand: past the budget a refused group is refused whole.
 ///
 /// At least once: records a call stored are sent again when a later call of the same batch fails
 /// and the batch is retried whole. Records resent alone arrive after the ones that passed, so per
@@ -30,6 +37,21 @@ struct AWSRecordPut: Sendable {
         case failed(DeliveryOutcome)
     }
 
+    /// Records of a batch refused for good so far, and why (each reason once).
+    private struct Refusals {
+        var indices: [Int] = []
+        var reasons: [String] = []
+
+        mutating func add(_ records: [Int], reason: String) {
+            indices += records
+            if !reasons.contains(reason) { reasons.append(reason) }
+        }
+    }
+
+    /// Extra calls one batch may make to single out the records a refused call was refused for:
+    /// one record among 500 takes 18 (9 halvings, two calls each), a few bad records fit too.
+    static let isolatingCalls = 40
+
     /// `Kinesis` or `Firehose`, for reasons.
     var service: String
     var limits: Limits
@@ -40,36 +62,65 @@ struct AWSRecordPut: Sendable {
     /// Delivers records `0..<sizes.count` (`sizes[i]` is what record `i` counts against the limits);
     /// `send` makes one call with the records at the given indices.
     func deliver(sizes: [Int], send: ([Int]) async -> Answer) async -> DeliveryOutcome {
-        if let index = sizes.firstIndex(where: { $0 > limits.maxRecordBytes }) {
-            return .rejected(reason: "record \(index + 1) of the batch is \(sizes[index]) bytes, over the \(limits.maxRecordBytes)-byte limit of a \(service) record")
+        var refusals = Refusals()
+        let oversized = sizes.indices.filter { sizes[$0] > limits.maxRecordBytes }
+        if let first = oversized.first {
+            refusals.add(oversized, reason: oversized.count == 1
+                ? "record \(first + 1) of the batch is \(sizes[first]) bytes, over the \(limits.maxRecordBytes)-byte limit of a \(service) record"
+                : "\(oversized.count) records of the batch are over the \(limits.maxRecordBytes)-byte limit of a \(service) record "
+                    + "(record \(first + 1): \(sizes[first]) bytes)")
         }
+        let sendable = sizes.indices.filter { sizes[$0] <= limits.maxRecordBytes }
+        var budget = Self.isolatingCalls
         var next = 0
-        while next < sizes.count {
+        while next < sendable.count {
             var group: [Int] = []
             var bytes = 0
-            while next < sizes.count, group.count < limits.maxRecords, group.isEmpty || bytes + sizes[next] <= limits.maxBytes {
-                group.append(next)
-                bytes += sizes[next]
+            while next < sendable.count, group.count < limits.maxRecords,
+                group.isEmpty || bytes + sizes[sendable[next]] <= limits.maxBytes
+            {
+                group.append(sendable[next])
+                bytes += sizes[sendable[next]]
                 next += 1
             }
-            var attempt = 0
-            sending: while true {
-                switch await send(group) {
-                case .failed(let outcome):
-                    return outcome
-                case .perRecord(let errors):
-                    let failed = zip(group, errors).compactMap { index, error in error.map { (index, $0) } }
-                    if failed.isEmpty { break sending }
-                    attempt += 1
-                    let reason = "\(service): \(failed.count) of \(group.count) records failed (\(failed[0].1))"
-                    if attempt >= attempts { return .retry(reason: reason, after: nil) }
-                    group = failed.map { $0.0 }
-                    try? await Task.sleep(for: backoff.delay(attempt: attempt - 1))
-                    if Task.isCancelled { return .retry(reason: reason, after: nil) }
+            if let retry = await put(group, refusals: &refusals, budget: &budget, send: send) { return retry }
+        }
+        guard !refusals.indices.isEmpty else { return .delivered }
+        let reason = refusals.reasons.joined(separator: "; ")
+        if refusals.indices.count == sizes.count { return .rejected(reason: reason) }
+        return .partlyRejected(indices: refusals.indices.sorted(), reason: reason)
+    }
+
+    /// Sends `group` (one call's worth) until each of its records is stored or refused for good.
+    /// - Returns: nil when done; the outcome to report when the batch must be retried.
+    private func put(_ group: [Int], refusals: inout Refusals, budget: inout Int, send: ([Int]) async -> Answer) async -> DeliveryOutcome? {
+        var pending = group
+        var attempt = 0
+        while true {
+            switch await send(pending) {
+            case .failed(.rejected(let reason)):
+                guard pending.count > 1, budget >= 2 else {
+                    refusals.add(pending, reason: reason)
+                    return nil
                 }
+                // Which records the call was refused for: each half is sent (and judged) on its own.
+                budget -= 2
+                let half = pending.count / 2
+                if let retry = await put(Array(pending[..<half]), refusals: &refusals, budget: &budget, send: send) { return retry }
+                return await put(Array(pending[half...]), refusals: &refusals, budget: &budget, send: send)
+            case .failed(let outcome):
+                return outcome
+            case .perRecord(let errors):
+                let failed = zip(pending, errors).compactMap { index, error in error.map { (index, $0) } }
+                if failed.isEmpty { return nil }
+                attempt += 1
+                let reason = "\(service): \(failed.count) of \(pending.count) records failed (\(failed[0].1))"
+                if attempt >= attempts { return .retry(reason: reason, after: nil) }
+                pending = failed.map { $0.0 }
+                try? await Task.sleep(for: backoff.delay(attempt: attempt - 1))
+                if Task.isCancelled { return .retry(reason: reason, after: nil) }
             }
         }
-        return .delivered
     }
 
     /// Makes one JSON-protocol call (`PutRecords`, `PutRecordBatch`) with the records at `indices`

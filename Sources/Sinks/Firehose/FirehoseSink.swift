@@ -7,7 +7,9 @@ import Support
 ///
 /// Up to 500 records and 4 MiB per call, 1,000 KiB per record; a batch larger than a call is sent
 /// in several. Records the stream reports failed are sent again alone, with backoff, before the
-/// batch is reported for a retry (`AWSRecordPut`); refused calls follow `AWSServiceError`.
+/// batch is reported for a retry (`AWSRecordPut`); refused calls follow `AWSServiceError`, and a
+/// record over the limit, or one a refused call is singled out for, goes to the dead-letter file
+/// alone while the rest of its batch is delivered.
 public final class FirehoseSink: Sink {
     public struct Configuration: Sendable {
         public var name: String

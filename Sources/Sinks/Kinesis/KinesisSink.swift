@@ -9,7 +9,8 @@ import Support
 /// call is sent in several. Records the stream reports failed (`ProvisionedThroughputExceeded`,
 /// `InternalFailure`) are sent again alone, with backoff, before the batch is reported for a retry
 /// (`AWSRecordPut`). Refused calls follow `AWSServiceError`: throttling, credentials and a missing
-/// stream are retried, validation errors dead-letter the batch.
+/// stream are retried; a record over the limit, or one a validation error singles out, goes to the
+/// dead-letter file alone and the rest of its batch is delivered.
 public final class KinesisSink: Sink {
     public struct Configuration: Sendable {
         public var name: String

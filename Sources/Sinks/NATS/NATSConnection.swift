@@ -2,12 +2,14 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One connection to a NATS server, speaking just what publishing with acknowledgements needs.
 ///
-/// On connect: the server's `INFO`, then `CONNECT` (verbose off, headers on when the server has
-/// them), `SUB <inbox>.*` and a `PING` whose `PONG` proves the server accepted the connection
-/// (a refused login answers `-ERR` and closes instead). Every publish carries its own reply subject
+/// On connect: the server's `INFO`; then, when the server requires TLS or the client asks for it,
+/// the TLS handshake on the same connection (NATS upgrades after its plain-text `INFO`); then
+/// `CONNECT` (verbose off, headers on when the server has them), `SUB <inbox>.*` and a `PING` whose
+/// `PONG` proves the server accepted the connection (a refused login answers `-ERR` and closes instead). Every publish carries its own reply subject
 /// `<inbox>.<n>`, so each answer finds its message however late or out of order it comes; answers
 /// nobody waits for any more (after a timeout) are dropped. The server's `PING`s are answered on the
 /// event loop, idle or not.
@@ -19,6 +21,8 @@ final class NATSConnection: Sendable {
         var headers: Bool?
         var jetStream: Bool?
         var tlsRequired: Bool?
+        /// The server takes TLS and plain connections alike (`allow_non_tls`).
+        var tlsAvailable: Bool?
 
         enum CodingKeys: String, CodingKey {
             case version
@@ -26,7 +30,18 @@ final class NATSConnection: Sendable {
             case headers
             case jetStream = "jetstream"
             case tlsRequired = "tls_required"
+            case tlsAvailable = "tls_available"
         }
+    }
+
+    /// How a connection may upgrade to TLS after the server's `INFO`.
+    struct TLSUpgrade: Sendable {
+        var context: NIOSSLContext
+        /// The client insists: a server that offers no TLS is refused (no plain-text fallback).
+        /// Otherwise TLS runs only when the server requires it.
+        var required: Bool
+        /// SNI and the name the certificate must carry; nil: the address's host.
+        var serverName: String?
     }
 
     let channel: any Channel
@@ -48,9 +63,11 @@ final class NATSConnection: Sendable {
     /// fresh inbox.
     /// - Parameters:
     ///   - name: the client name the server shows (`nats server report connections`, monitoring).
-    ///   - timeout: for each step: TCP connect, `INFO`, `PONG`.
-    /// - Throws: connect errors, `NATSReplies.Failure` with the server's `-ERR` text when it refused.
-    static func connect(to address: NetworkAddress, name: String, timeout: Duration) async throws -> NATSConnection {
+    ///   - timeout: for each step: TCP connect, `INFO`, the TLS handshake, `PONG`.
+    ///   - tls: how to upgrade; nil: plain text only (a server requiring TLS is refused).
+    /// - Throws: connect errors, TLS errors, `NATSReplies.Failure` with the server's `-ERR` text when
+    ///   it refused, or when one side wants TLS and the other cannot have it.
+    static func connect(to address: NetworkAddress, name: String, timeout: Duration, tls: TLSUpgrade? = nil) async throws -> NATSConnection {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let replies = NATSReplies(inbox: "_INBOX." + randomToken(), eventLoop: eventLoop)
         let channel: any Channel
@@ -65,12 +82,20 @@ final class NATSConnection: Sendable {
         do {
             let text = try await replies.within(timeout, replies.info.futureResult, waitingFor: "the server's INFO").get()
             let info = try JSONDecoder().decode(ServerInfo.self, from: Data(text.utf8))
-            if info.tlsRequired == true {
-                throw NATSReplies.Failure(description: "\(address) requires TLS, which the nats sink does not speak")
+            let secure = info.tlsRequired == true || tls?.required == true
+            if secure {
+                guard let tls else {
+                    throw NATSReplies.Failure(description: "\(address) requires TLS; give the sink a tls: section or a tls:// URL")
+                }
+                guard info.tlsRequired == true || info.tlsAvailable == true else {
+                    throw NATSReplies.Failure(description: "\(address) offers no TLS (its INFO has neither tls_required nor tls_available)")
+                }
+                let serverName = tls.serverName ?? (address.hostIsIPAddress ? nil : address.host)
+                try await TCPConnector.startTLS(on: channel, context: tls.context, serverName: serverName, timeout: timeout, peer: "\(address)")
             }
             let pong = replies.expectPong()
             var hello = ByteBuffer()
-            hello.writeString(NATSProtocol.connect(name: name, headers: info.headers ?? false, user: address.user, password: address.password))
+            hello.writeString(NATSProtocol.connect(name: name, headers: info.headers ?? false, tls: secure, user: address.user, password: address.password))
             hello.writeString("SUB \(replies.inbox).* 1\r\nPING\r\n")
             try await channel.writeAndFlush(hello).get()
             try await replies.within(timeout, pong, waitingFor: "the server to accept the connection").get()

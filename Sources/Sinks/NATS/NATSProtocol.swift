@@ -114,9 +114,10 @@ enum NATSProtocol {
     }
 
     /// `CONNECT {json}`: no `+OK` per operation (verbose off), headers so that a publish no stream
-    /// takes is answered at once with status 503 (no responders) instead of silence.
-    static func connect(name: String, headers: Bool, user: String?, password: String?) -> String {
-        var options = "\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\(JSONString.quoted(name)),"
+    /// takes is answered at once with status 503 (no responders) instead of silence; `tls_required`
+    /// when it goes over TLS.
+    static func connect(name: String, headers: Bool, tls: Bool = false, user: String?, password: String?) -> String {
+        var options = "\"verbose\":false,\"pedantic\":false,\"tls_required\":\(tls),\"name\":\(JSONString.quoted(name)),"
             + "\"lang\":\"swift\",\"version\":\"1.0\",\"protocol\":1,\"headers\":\(headers),\"no_responders\":\(headers)"
         switch (user, password) {
         case (let user?, let password?):

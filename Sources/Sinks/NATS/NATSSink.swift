@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 
 /// Publishes every record as one NATS message to a JetStream stream, on the subject its template
 /// gives (`osquery.{log_type}.{name}`), the record's JSON as the payload.
@@ -17,9 +18,11 @@ import NIOCore
 ///   failed batch reach the stream twice (delivery is at least once);
 /// - a JetStream 4xx error (a message over the stream's `max_msg_size`, a sealed stream), or a record
 ///   larger than the server's `max_payload` (which is not sent: the server would close the
-///   connection): the batch is rejected and goes to the dead-letter file whole, after its other
-///   messages were published and acknowledged; the dead-letter file then holds some records the
-///   stream has too, and never loses one.
+///   connection): only those records go to the dead-letter file, and the batch's other messages,
+///   published and acknowledged, are delivered (`partlyRejected`; `rejected` when none was stored).
+///
+/// TLS (`NATSTLS`): after the server's plain-text `INFO`, when the server requires it or the sink
+/// is configured for it; then `CONNECT` goes through TLS.
 ///
 /// One connection per sink, made on first use and again after any failure. With `stream` set, each
 /// new connection first creates the stream if it is missing, taking `streamSubjects` (by default the
@@ -29,7 +32,11 @@ public final class NATSSink: Sink {
         /// The sink's name in logs and metrics.
         public var name: String
         /// `nats://[user[:password]@]host[:port]` (port 4222 by default); a user alone is a token.
+        /// `tls://` instead of `nats://` insists on TLS, as `tls` does.
         public var address: NetworkAddress
+        /// TLS settings; the sink then refuses a server that offers no TLS. nil: TLS only when the
+        /// server requires it, trusting the system's store (`NATSTLS`).
+        public var tls: NATSTLS?
         public var subject: NATSSubjectTemplate
         /// A stream to create when missing; nil: the stream must exist already.
         public var stream: String?
@@ -46,15 +53,29 @@ public final class NATSSink: Sink {
             self.address = address
             self.subject = subject
         }
+
+        /// The connection must be TLS: `tls` is set or the URL is `tls://`.
+        public var requiresTLS: Bool { tls != nil || address.scheme == "tls" }
     }
 
     public let configuration: Configuration
     public var name: String { configuration.name }
     public var batching: Batching { configuration.batching }
     private let connection = NIOLockedValueBox<NATSConnection?>(nil)
+    /// Made once: the CA and client certificate are read when the sink is built, not per connection.
+    /// nil: no TLS configured and no system trust store to use, so a server requiring TLS is refused.
+    private let upgrade: NATSConnection.TLSUpgrade?
 
-    public init(configuration: Configuration) {
+    /// - Throws: when the CA, certificate or key file of `tls` cannot be read.
+    public init(configuration: Configuration) throws {
         self.configuration = configuration
+        if configuration.requiresTLS {
+            let tls = configuration.tls ?? NATSTLS()
+            upgrade = NATSConnection.TLSUpgrade(context: try tls.makeContext(), required: true, serverName: tls.serverName)
+        } else {
+            // Used only if the server turns out to require TLS.
+            upgrade = (try? NATSTLS().makeContext()).map { NATSConnection.TLSUpgrade(context: $0, required: false, serverName: nil) }
+        }
     }
 
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
@@ -67,15 +88,18 @@ public final class NATSSink: Sink {
         let limit = nats.maxPayload
         var messages: [(subject: String, payload: ByteBuffer)] = []
         messages.reserveCapacity(batch.count)
-        var oversized = 0
-        for record in batch {
+        // The batch index of each message, and the records not published.
+        var positions: [Int] = []
+        var oversized: [Int] = []
+        for (index, record) in batch.enumerated() {
             if record.json.readableBytes > limit {
-                oversized += 1
+                oversized.append(index)
             } else {
                 messages.append((subject: configuration.subject.subject(for: record), payload: record.json))
+                positions.append(index)
             }
         }
-        var refused: [String] = []
+        var refused: [(index: Int, reason: String)] = []
         if !messages.isEmpty {
             let answers: [NATSMessage]
             do {
@@ -85,10 +109,10 @@ public final class NATSSink: Sink {
                 return .retry(reason: "publishing to \(configuration.address) failed: \(error)", after: nil)
             }
             var failed: [String] = []
-            for (message, answer) in zip(messages, answers) {
+            for (index, (message, answer)) in zip(positions, zip(messages, answers)) {
                 switch NATSJetStream.ack(answer, subject: message.subject) {
                 case .stored: continue
-                case .failed(let code, let reason) where (400..<500).contains(code): refused.append(reason)
+                case .failed(let code, let reason) where (400..<500).contains(code): refused.append((index: index, reason: reason))
                 case .failed(_, let reason): failed.append(reason)
                 }
             }
@@ -96,13 +120,15 @@ public final class NATSSink: Sink {
                 return .retry(reason: "\(failed.count) of \(messages.count) messages not stored: \(first)", after: nil)
             }
         }
-        if oversized > 0 || !refused.isEmpty {
-            var parts: [String] = []
-            if oversized > 0 { parts.append("\(oversized) records over the server's max_payload of \(limit) bytes were not published") }
-            if let first = refused.first { parts.append("\(refused.count) messages refused: \(first)") }
-            return .rejected(reason: parts.joined(separator: "; ") + "; the batch's other records were stored")
+        let indices = (oversized + refused.map { $0.index }).sorted()
+        guard !indices.isEmpty else { return .delivered }
+        var parts: [String] = []
+        if !oversized.isEmpty {
+            parts.append("\(oversized.count) records over the server's max_payload of \(limit) bytes were not published")
         }
-        return .delivered
+        if let first = refused.first { parts.append("\(refused.count) messages refused: \(first.reason)") }
+        let reason = parts.joined(separator: "; ")
+        return indices.count == batch.count ? .rejected(reason: reason) : .partlyRejected(indices: indices, reason: reason)
     }
 
     /// Connects, logs in and (with `stream`) creates the stream, as the first delivery would.
@@ -121,7 +147,8 @@ public final class NATSSink: Sink {
     /// The open connection, or a new one (with the stream checked) when there is none or it closed.
     private func connected() async throws -> NATSConnection {
         if let open = connection.withLockedValue({ $0 }), open.isActive { return open }
-        let fresh = try await NATSConnection.connect(to: configuration.address, name: "osquery-gateway \(configuration.name)", timeout: configuration.connectTimeout)
+        let fresh = try await NATSConnection.connect(to: configuration.address, name: "osquery-gateway \(configuration.name)",
+                                                     timeout: configuration.connectTimeout, tls: upgrade)
         if let stream = configuration.stream {
             do {
                 guard let subjects = configuration.streamSubjects ?? configuration.subject.streamSubjects else {

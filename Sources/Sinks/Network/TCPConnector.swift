@@ -65,6 +65,36 @@ enum TCPConnector {
         }
         return channel
     }
+
+    /// Starts TLS on a connection already open, for a protocol that upgrades after a plain-text
+    /// greeting (NATS, after the server's `INFO`), and returns once the handshake finished.
+    ///
+    /// The TLS handler goes first in the pipeline, so the handlers already there read and write
+    /// through it from then on. The caller must not write until this returns.
+    /// - Parameters:
+    ///   - serverName: sent as SNI and checked against the certificate; nil for an IP address,
+    ///     which is checked against the certificate's addresses.
+    ///   - peer: the server, for the timeout's message.
+    /// - Throws: TLS errors, `Failure` on a timeout or when the connection closes first.
+    static func startTLS(on channel: any Channel, context tls: NIOSSLContext, serverName: String?, timeout: Duration, peer: String) async throws {
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            handshake.fail(Failure(description: "TLS handshake with \(peer) timed out"))
+        }
+        defer { deadline.cancel() }
+        do {
+            try await channel.eventLoop.submit {
+                let pipeline = channel.pipeline.syncOperations
+                // Added in this order, the TLS handler ends up first and the waiter right after it.
+                try pipeline.addHandler(TLSHandshakeWaiter(promise: handshake), position: .first)
+                try pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName), position: .first)
+            }.get()
+        } catch {
+            handshake.fail(error)
+            throw error
+        }
+        try await handshake.futureResult.get()
+    }
 }
 
 /// Completes `promise` when the TLS handshake finishes, or fails it with the first error or when the

@@ -22,6 +22,11 @@ public import Support
 ///   batch is stored (`partlyRejected`). Records that fail the cheap checks here never reach the
 ///   server; when the server refuses a batch for its data, the batch is inserted again row by row
 ///   under savepoints to find the refused ones.
+///
+/// Time: a batch, the row-by-row pass included, gets the endpoint's query time (`timeout`) in all.
+/// Every statement of a batch runs under `SET LOCAL statement_timeout` set to what is left of it, so
+/// the server itself ends a statement stuck on a lock or a slow disk by then (the client cannot call
+/// back a query it sent), and the batch is retried instead of holding the worker.
 public final class PostgresSink: Sink {
     public struct Configuration: Sendable {
         public var name: String
@@ -73,6 +78,7 @@ public final class PostgresSink: Sink {
     }
 
     public func deliver(_ batch: [LogRecord]) async -> DeliveryOutcome {
+        let deadline = ContinuousClock.now + configuration.endpoint.queryTimeout
         var refused: [Int] = []
         var reason: String?
         var rows: [Int] = []
@@ -85,12 +91,12 @@ public final class PostgresSink: Sink {
             }
         }
         do {
-            try await ensureTable()
+            try await ensureTable(before: deadline)
             if !rows.isEmpty {
                 do {
-                    try await insert(rows, of: batch)
+                    try await insert(rows, of: batch, before: deadline)
                 } catch let error where PostgresFailure.isDataError(error) {
-                    let found = try await insertOneByOne(rows, of: batch)
+                    let found = try await insertOneByOne(rows, of: batch, before: deadline)
                     refused += found.refused
                     reason = reason ?? found.reason
                 }
@@ -108,7 +114,7 @@ public final class PostgresSink: Sink {
     /// Reaches the server and creates the table if it is missing.
     public func healthCheck() async throws {
         try await pool.rows("SELECT 1")
-        try await ensureTable()
+        try await ensureTable(before: ContinuousClock.now + configuration.endpoint.queryTimeout)
     }
 
     public func close() async {
@@ -117,8 +123,26 @@ public final class PostgresSink: Sink {
 
     // MARK: - Statements
 
-    private func ensureTable() async throws {
+    /// What is left of a batch's time.
+    /// - Throws: `PostgresTimeout` when nothing is.
+    private func remaining(before deadline: ContinuousClock.Instant) throws -> Duration {
+        let left = deadline - ContinuousClock.now
+        guard left >= .milliseconds(1) else { throw PostgresTimeout(limit: configuration.endpoint.queryTimeout) }
+        return left
+    }
+
+    /// `SET LOCAL statement_timeout` to what is left before `deadline`, for the next statement of a
+    /// transaction (SET takes no bind parameters; the value is a number made here).
+    /// - Throws: `PostgresTimeout` when nothing is left.
+    private static func statementTimeout(before deadline: ContinuousClock.Instant, batchTime: Duration) throws -> PostgresQuery {
+        let left = deadline - ContinuousClock.now
+        guard left >= .milliseconds(1) else { throw PostgresTimeout(limit: batchTime) }
+        return PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(PostgresEndpoint.milliseconds(left))")
+    }
+
+    private func ensureTable(before deadline: ContinuousClock.Instant) async throws {
         guard !tableReady.withLockedValue({ $0 }) else { return }
+        let left = try remaining(before: deadline)
         try await pool.rows(PostgresQuery(unsafeSQL: """
             CREATE TABLE IF NOT EXISTS \(configuration.table) (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -129,32 +153,39 @@ public final class PostgresSink: Sink {
                 node text NOT NULL,
                 record jsonb NOT NULL
             )
-            """))
+            """), within: left)
         tableReady.withLockedValue { $0 = true }
     }
 
-    /// All of `rows` in one transaction, `rowsPerStatement` a statement.
-    private func insert(_ rows: [Int], of batch: [LogRecord]) async throws {
+    /// All of `rows` in one transaction, `rowsPerStatement` a statement, by `deadline`.
+    private func insert(_ rows: [Int], of batch: [LogRecord], before deadline: ContinuousClock.Instant) async throws {
         let statements = stride(from: 0, to: rows.count, by: Self.rowsPerStatement).map { start in
             Self.insert(rows[start..<min(start + Self.rowsPerStatement, rows.count)], of: batch, into: configuration.table)
         }
-        try await pool.transaction { connection, logger in
+        let batchTime = configuration.endpoint.queryTimeout
+        try await pool.transaction(within: try remaining(before: deadline)) { connection, logger in
             for statement in statements {
                 try Task.checkCancellation()
+                _ = try await connection.query(try PostgresSink.statementTimeout(before: deadline, batchTime: batchTime), logger: logger).collect()
                 _ = try await connection.query(statement, logger: logger).collect()
             }
         }
     }
 
-    /// Each of `rows` under its own savepoint, in one transaction: the ones the server refuses for
-    /// their data are rolled back and returned, the others are stored.
-    private func insertOneByOne(_ rows: [Int], of batch: [LogRecord]) async throws -> (refused: [Int], reason: String?) {
+    /// Each of `rows` under its own savepoint, in one transaction, by `deadline` (what the first
+    /// attempt left of the batch's time): the ones the server refuses for their data are rolled back
+    /// and returned, the others are stored.
+    private func insertOneByOne(_ rows: [Int], of batch: [LogRecord],
+                                before deadline: ContinuousClock.Instant) async throws -> (refused: [Int], reason: String?) {
         let statements = rows.map { (index: $0, query: Self.insert([$0], of: batch, into: configuration.table)) }
-        return try await pool.transaction { connection, logger in
+        let batchTime = configuration.endpoint.queryTimeout
+        return try await pool.transaction(within: try remaining(before: deadline)) { connection, logger in
             var refused: [Int] = []
             var reason: String?
             for statement in statements {
                 try Task.checkCancellation()
+                // Each row gets only what is left, so the rows together end by the deadline.
+                _ = try await connection.query(try PostgresSink.statementTimeout(before: deadline, batchTime: batchTime), logger: logger).collect()
                 _ = try await connection.query("SAVEPOINT gateway_row", logger: logger).collect()
                 do {
                     _ = try await connection.query(statement.query, logger: logger).collect()

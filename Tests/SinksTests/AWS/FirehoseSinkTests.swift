@@ -54,6 +54,27 @@ struct FirehoseSinkTests {
         #expect(lines.count == 400)
         #expect(lines.sorted() == expected.sorted())
     }
+
+    @Test func aRecordOverTheLimitIsDeadLetteredAloneAndTheRestOfItsBatchArrives() async throws {
+        let (stream, bucket) = try await deliveryStream()
+        let directory = temporaryDirectory("firehose-oversized")
+        // 1,024,000 bytes and its newline: one over Firehose's record limit.
+        var huge = record(2)
+        huge.json = ByteBuffer(string: "{\"id\":2,\"pad\":\"" + String(repeating: "x", count: 1_024_000 - 17) + "\"}")
+        let batch = [record(0), record(1), huge, record(3)]
+        try await withPipeline([.init(sink: try firehoseSink(stream: stream, endpoint: Moto.url))], directory: directory) { pipeline in
+            try await pipeline.append(batch)
+            #expect(await eventually { ((try? await Moto.lines(in: bucket, prefix: "logs/", compressed: false))?.count ?? 0) >= 3 })
+            #expect(await eventually { !deadLetters(directory + "/deadletter/hose.jsonl").isEmpty })
+        }
+        #expect(huge.json.readableBytes == 1_024_000)
+        #expect(deadLetters(directory + "/deadletter/hose.jsonl") == [
+            DeadLetter(sink: "hose", reason: "record 3 of the batch is 1024001 bytes, over the 1024000-byte limit of a Firehose record",
+                       record: String(buffer: huge.json)),
+        ])
+        #expect(try await Moto.lines(in: bucket, prefix: "logs/", compressed: false).sorted()
+            == [0, 1, 3].map { String(buffer: record($0).json) }.sorted())
+    }
 }
 
 /// The Firehose sink's calls against a stub failing some records, and refusing a call.
@@ -106,6 +127,8 @@ struct FirehoseSinkTests {
         #expect(lines.count == 3)
         #expect(lines[0].hasPrefix(#"{"sink":"hose","reason":"HTTP 400 InvalidArgumentException: bad record","rejected_at":"#))
         #expect(lines[2].hasSuffix(#","record":{"id":2,"node":"node-1"}}"#))
-        #expect(stub.seen.filter { $0.header("X-Amz-Target") == "Firehose_20150804.PutRecordBatch" }.count == 1)
+        // The refused call, then its halves until each record was refused alone: [0,1,2], [0], [1,2], [1], [2].
+        let puts = stub.seen.filter { $0.header("X-Amz-Target") == "Firehose_20150804.PutRecordBatch" }
+        #expect(puts.map { Self.lines(of: $0).count } == [3, 1, 2, 1, 1])
     }
 }

@@ -40,22 +40,26 @@ struct KinesisSinkTests {
         }
     }
 
-    @Test func aRecordOverTheLimitIsDeadLetteredAndTheNextBatchStillArrives() async throws {
+    @Test func aRecordOverTheLimitIsDeadLetteredAloneAndTheRestOfItsBatchArrives() async throws {
         let stream = Moto.name("osquery")
         try await Moto.createStream(stream)
         let directory = temporaryDirectory("kinesis-reject")
-        var huge = record(0)
-        huge.json = ByteBuffer(string: "{\"id\":0,\"pad\":\"" + String(repeating: "x", count: 1 << 20) + "\"}")
+        var huge = record(1)
+        huge.json = ByteBuffer(string: "{\"id\":1,\"pad\":\"" + String(repeating: "x", count: 1 << 20) + "\"}")
+        let batch = [record(0), huge, record(2), record(3)]
         try await withPipeline([.init(sink: try kinesisSink(stream: stream, endpoint: Moto.url))], directory: directory) { pipeline in
-            try await pipeline.append([huge, record(1)])
-            #expect(await eventually { FileManager.default.fileExists(atPath: directory + "/deadletter/stream.jsonl") })
-            try await pipeline.append([record(2)])
-            #expect(await eventually { ((try? await Moto.records(in: stream))?.count ?? 0) >= 1 })
+            // One append: one batch (the sink waits 50 ms for more and takes 4 MiB).
+            try await pipeline.append(batch)
+            #expect(await eventually { !deadLetters(directory + "/deadletter/stream.jsonl").isEmpty })
+            #expect(await eventually { ((try? await Moto.records(in: stream))?.count ?? 0) >= 3 })
+            try await pipeline.append([record(4)])
+            #expect(await eventually { ((try? await Moto.records(in: stream))?.count ?? 0) >= 4 })
         }
-        let lines = try String(contentsOfFile: directory + "/deadletter/stream.jsonl", encoding: .utf8).split(separator: "\n")
-        #expect(lines.count == 2)
-        #expect(lines[0].contains(#""reason":"record 1 of the batch is 1048599 bytes, over the 1048576-byte limit of a Kinesis record""#))
-        #expect(try await Moto.records(in: stream).map { $0.data } == [String(buffer: record(2).json)])
+        #expect(deadLetters(directory + "/deadletter/stream.jsonl") == [
+            DeadLetter(sink: "stream", reason: "record 2 of the batch is 1048599 bytes, over the 1048576-byte limit of a Kinesis record",
+                       record: String(buffer: huge.json)),
+        ])
+        #expect(try await Moto.records(in: stream).map { $0.data } == [0, 2, 3, 4].map { String(buffer: record($0).json) })
     }
 
     @Test func anOutageLosesNothingAndKeepsOrderPerNode() async throws {
@@ -140,6 +144,40 @@ struct KinesisSinkTests {
         await sink.close()
         await stub.stop()
         #expect(stub.seen.count == 3)
+    }
+
+    @Test func aCallRefusedForOneRecordIsHalvedUntilOnlyThatRecordIsDeadLettered() async throws {
+        let stub = AWSStub()
+        try await stub.start { _, request in
+            // A validation error for any call carrying record 5; every other call is stored whole.
+            let records = KinesisSinkProtocolTests.records(of: request)
+            if records.contains(where: { $0.data.hasPrefix(#"{"id":5,"#) }) {
+                return .init(status: .badRequest, body: #"{"__type":"ValidationException","message":"bad record"}"#)
+            }
+            let entries = records.indices.map { #"{"SequenceNumber":"\#($0)","ShardId":"s"}"# }
+            return .init(body: #"{"FailedRecordCount":0,"Records":["# + entries.joined(separator: ",") + "]}")
+        }
+        let sink = try kinesisSink(stream: "osquery", endpoint: stub.url)
+        let batch = (0..<8).map { record($0) }
+        #expect(await sink.deliver(batch) == .partlyRejected(indices: [5], reason: "HTTP 400 ValidationException: bad record"))
+        await sink.close()
+        await stub.stop()
+        let calls = stub.seen.map { request in Self.records(of: request).map { $0.data } }
+        func lines(_ ids: [Int]) -> [String] { ids.map { String(buffer: record($0).json) } }
+        // 0-7 refused; 0-3 stored; 4-7 refused; 4-5 refused; 4 stored; 5 refused alone; 6-7 stored.
+        #expect(calls == [lines(Array(0..<8)), lines([0, 1, 2, 3]), lines([4, 5, 6, 7]), lines([4, 5]), lines([4]), lines([5]), lines([6, 7])])
+    }
+
+    @Test func aRefusalOfEveryCallStopsHalvingAfterTheBudget() async throws {
+        let stub = AWSStub()
+        try await stub.start { _, _ in
+            .init(status: .badRequest, body: #"{"__type":"ValidationException","message":"stream name invalid"}"#)
+        }
+        let sink = try kinesisSink(stream: "osquery", endpoint: stub.url)
+        #expect(await sink.deliver((0..<500).map { record($0) }) == .rejected(reason: "HTTP 400 ValidationException: stream name invalid"))
+        await sink.close()
+        await stub.stop()
+        #expect(stub.seen.count == 1 + AWSRecordPut.isolatingCalls)
     }
 
     @Test func aValidationErrorRejectsAndThrottlingRetries() async throws {

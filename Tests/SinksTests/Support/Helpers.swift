@@ -30,3 +30,26 @@ func run(_ arguments: [String], input: Data? = nil) throws -> (status: Int32, ou
     process.waitUntilExit()
     return (process.terminationStatus, data)
 }
+
+/// One line of a dead-letter file: the sink, the reason, and the record's JSON exactly as written.
+struct DeadLetter: Equatable {
+    var sink: String
+    var reason: String
+    var record: String
+}
+
+/// The entries of the dead-letter file at `path`, in order (none when it does not exist).
+///
+/// A line is `{"sink":…,"reason":…,"rejected_at":…,"record":<record>}`; the record is cut out as
+/// text (re-encoding it would hide a changed byte). The first `,"record":` is the member's: inside
+/// the quoted sink and reason every `"` is escaped.
+func deadLetters(_ path: String) -> [DeadLetter] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+    return text.split(separator: "\n").compactMap { line -> DeadLetter? in
+        guard let marker = line.range(of: ",\"record\":"), line.hasSuffix("}"),
+            let head = try? JSONSerialization.jsonObject(with: Data((String(line[..<marker.lowerBound]) + "}").utf8)) as? [String: Any]
+        else { return nil }
+        return DeadLetter(sink: head["sink"] as? String ?? "", reason: head["reason"] as? String ?? "",
+                          record: String(line[marker.upperBound...].dropLast()))
+    }
+}
