@@ -38,9 +38,8 @@ func withUpstreamGateway(
     }, body)
 }
 
-/// Runs `body` with a started backend and always stops it.
-func withBackend(_ body: (TestBackend) async throws -> Void) async throws {
-    let backend = TestBackend()
+/// Runs `body` with `backend` (by default plain HTTP) started, and always stops it.
+func withBackend(_ backend: TestBackend = TestBackend(), _ body: (TestBackend) async throws -> Void) async throws {
     try await backend.start()
     do {
         try await body(backend)
