@@ -13,6 +13,8 @@ import Support
 /// outbound-HTTP type every client here uses (`HTTPEndpoint.makeClient`): a keep-alive pool with
 /// HTTP/2 where the backend offers it over TLS, an idle timeout shorter than the backend's, and a
 /// request timeout below osquery's 16 s deadline, so the gateway always answers the agent itself.
+/// At most `max_concurrent` requests are in flight (`RequestPermits`); one past it waits
+/// `max_concurrent_wait` at most and is then `unavailable`, which every caller answers as an outage.
 final class UpstreamClient: Sendable {
     /// The backend endpoint a request goes to (also the `endpoint` label of `upstream_requests`).
     enum Call: String, Sendable, CaseIterable {
@@ -27,12 +29,15 @@ final class UpstreamClient: Sendable {
     private let client: HTTPClient
     /// Bounds how many keys the backend may refuse per minute before refusals count as its failure.
     let refusals = RefusalBreaker()
+    /// The hard cap on requests in flight to the backend.
+    let permits: RequestPermits
     /// The largest answer read (configs are at most a few MiB; anything larger is not an osquery answer).
     static let maxAnswer = 16 << 20
 
     /// - Throws: when the CA, certificate or key file cannot be read.
     init(configuration: Upstream.Configuration) throws {
         self.configuration = configuration
+        permits = RequestPermits(limit: configuration.maxConcurrent)
         client = try configuration.endpoint.makeClient()
     }
 
@@ -55,6 +60,11 @@ final class UpstreamClient: Sendable {
     ///     5.23 does (when it is printable ASCII and the operator set no `Authorization` of their own).
     ///   - origin: the agent's connection, for the identity headers and `X-Forwarded-For`.
     func post(_ call: Call, body: UpstreamBody, nodeKey: String? = nil, origin: AgentOrigin? = nil) async -> UpstreamAnswer {
+        guard await permits.acquire(waiting: configuration.maxConcurrentWait) else {
+            Counter(label: "upstream_requests", dimensions: [("endpoint", call.rawValue), ("outcome", "saturated")]).increment()
+            return .unavailable("more than \(configuration.maxConcurrent) requests to the backend at once (upstream.max_concurrent)")
+        }
+        defer { permits.release() }
         var request = configuration.endpoint.request(to: configuration.url(path(call)))
         request.method = .POST
         request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")

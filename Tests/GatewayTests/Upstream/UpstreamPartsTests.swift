@@ -52,6 +52,28 @@ import Testing
         #expect(breaker.admit(now: start + .seconds(61)))
     }
 
+    /// `upstream.max_concurrent`: past the cap a request waits at most its wait, then gets no slot;
+    /// a slot that comes free goes to the waiter.
+    @Test func permitsPastTheCapWaitThenGiveUpOrTakeAFreedSlot() async {
+        let permits = RequestPermits(limit: 2)
+        #expect(await permits.acquire(waiting: .zero))
+        #expect(await permits.acquire(waiting: .zero))
+        #expect(await permits.acquire(waiting: .zero) == false)
+        let start = ContinuousClock.now
+        #expect(await permits.acquire(waiting: .milliseconds(50)) == false)
+        #expect(ContinuousClock.now - start >= .milliseconds(50))
+        #expect(permits.inUse == 2)
+        async let waiter = permits.acquire(waiting: .seconds(5))
+        try? await Task.sleep(for: .milliseconds(20))
+        permits.release()
+        #expect(await waiter)
+        #expect(permits.inUse == 2)
+        permits.release()
+        permits.release()
+        #expect(permits.inUse == 0)
+        #expect(await permits.acquire(waiting: .zero))
+    }
+
     @Test func aBodyKeepsEveryMemberButTheReplacedOne() throws {
         let body = ByteBuffer(string: #"{"queries":{"q":[{"a":"1"}]}, "node_key":"gw","statuses":{"q":0},"node_key":"again"}"#)
         let replaced = try UpstreamBody.replacing("node_key", with: #""backend""#, in: body)
@@ -123,6 +145,8 @@ import Testing
               enroll_secret: { env: BACKEND_SECRET }
               identity_headers: { fingerprint: X-Client-Cert-SHA256, subject: X-Client-Cert-Subject, serial: X-Client-Cert-Serial, sans: X-Client-Cert-SANs }
               refused_key_memory: 1m
+              max_concurrent: 32
+              max_concurrent_wait: 500ms
             agent_config:
               sources:
                 - { name: backend, upstream: true }
@@ -140,6 +164,8 @@ import Testing
         #expect(upstream.enrollSecret == .environment("BACKEND_SECRET"))
         #expect(upstream.identityHeaders.subjectAlternativeNames == "X-Client-Cert-SANs")
         #expect(upstream.refusedKeyMemory == .seconds(60))
+        #expect(upstream.maxConcurrent == 32)
+        #expect(upstream.maxConcurrentWait == .milliseconds(500))
         guard case .upstream(let sink) = configuration.sinks[0].kind else { Issue.record("not an upstream sink"); return }
         #expect(sink.batching.maxRecords == 500)
         guard case .upstream = configuration.agentConfig.sources[0].kind else { Issue.record("not an upstream source"); return }
@@ -165,5 +191,13 @@ import Testing
             try GatewayConfiguration.parse(yaml: slow, baseDirectory: directory, environment: [:])
         }
         #expect(Set(slowError.problems.map(\.key)) == ["upstream.timeout", "upstream.identity_headers.fingerprint"])
+        let queued = """
+            tls: { certificate: tls/server.pem, private_key: tls/server.key }
+            upstream: { url: "http://127.0.0.1:1", timeout: 12s, max_concurrent: 0, max_concurrent_wait: 5s }
+            """
+        let queuedError = try #require(throws: ConfigurationError.self) {
+            try GatewayConfiguration.parse(yaml: queued, baseDirectory: directory, environment: [:])
+        }
+        #expect(Set(queuedError.problems.map(\.key)) == ["upstream.max_concurrent", "upstream.max_concurrent_wait"])
     }
 }
