@@ -74,7 +74,9 @@ struct OsqueryRoutes: Sendable {
 
     /// The campaigns' pending queries for the node (none costs no database read); in front of a
     /// backend, its answer with the campaigns' queries added. The backend is asked first, so a
-    /// node it refuses is not marked sent.
+    /// node it refuses is not marked sent. A backend answer osquery would reject whole (an `error`
+    /// member, a status that is not 2xx) is replaced by the campaigns' own answer when they have
+    /// work, or the campaigns' queries, marked sent, would be lost with it.
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
         guard let upstream else {
@@ -83,9 +85,10 @@ struct OsqueryRoutes: Sendable {
             return work.isEmpty ? OsqueryResponse.noQueries : OsqueryResponse.json(campaigns.readBody(work))
         }
         let backend = try await upstream.passThrough.distributedRead(call.node, body: call.raw, origin: call.origin)
-        guard let campaigns else { return OsqueryResponse.json(backend) }
+        guard let campaigns else { return OsqueryResponse.json(backend.body) }
         let work = await campaigns.work(for: call.node)
-        return OsqueryResponse.json(work.isEmpty ? backend : campaigns.merged(work, into: backend))
+        guard !work.isEmpty else { return OsqueryResponse.json(backend.body) }
+        return OsqueryResponse.json(backend.hasError ? campaigns.readBody(work) : campaigns.merged(work, into: backend.body))
     }
 
     /// Campaign answers stored, the results spooled, and `{}` once both are durable. In front of a

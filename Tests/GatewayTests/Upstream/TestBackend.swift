@@ -26,6 +26,8 @@ final class TestBackend: @unchecked Sendable {
         case emptyServerError
         /// 200 with a body that is not JSON.
         case garbage
+        /// 200 with `{"error":"database down"}`: a JSON answer osquery treats as a failure.
+        case errorBody
     }
 
     struct Received: Sendable {
@@ -56,6 +58,9 @@ final class TestBackend: @unchecked Sendable {
     static let config = #"{"schedule":{"backend_processes":{"query":"SELECT * FROM processes;","interval":30}},"options":{"distributed_interval":10}}"#
     /// The distributed read answer: one query and an integer `accelerate`.
     static let queries = #"{"queries":{"backend_q1":"SELECT * FROM osquery_info;"},"accelerate":60}"#
+
+    /// The answer of `Failure.errorBody`.
+    static let errorBody = #"{"error":"database down"}"#
 
     /// Fleet's answer to a key it does not know.
     static let invalid = #"{"error":"invalid node key","node_invalid":true}"#
@@ -114,6 +119,8 @@ final class TestBackend: @unchecked Sendable {
                 case .slow(let delay): try await Task.sleep(for: delay)
                 case .emptyServerError: return Response(status: .internalServerError)
                 case .garbage: return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "<html>Bad Gateway</html>")))
+                case .errorBody:
+                    return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: Self.errorBody)))
                 }
                 let json = received.json ?? [:]
                 let body = state.withLockedValue { answer(&$0, json) }
