@@ -55,4 +55,36 @@ import Testing
             }
         }
     }
+
+    /// A distributed write waiting for the backend has given its ingest slot back
+    /// (`limits.max_concurrent_ingest`), so a slow backend cannot starve logger batches.
+    @Test func aWriteWaitingForTheBackendHoldsNoIngestSlot() async throws {
+        try await withBackend { backend in
+            try await withUpstreamGateway(backend, configure: { gateway in
+                gateway.configuration.limits.maxConcurrentIngest = 1
+                gateway.configuration.upstream?.endpoint.requestTimeout = .seconds(9)
+            }) { gateway in
+                try await gateway.withAgent { writer in
+                    try await gateway.withAgent { logger in
+                        try await writer.enroll()
+                        try await logger.enroll()
+                        backend.update { $0.failure = .slow(.seconds(4)) }
+                        async let written = writer.distributedWrite(["backend_q1": [["version": "5.23.1"]]])
+                        #expect(await backend.waitFor(TestBackend.paths.distributedWrite, count: 1).count == 1)
+
+                        // The only slot is free while the write waits for the backend.
+                        let items = [resultItem("pack_it_users", host: logger.hostIdentifier, columns: ["uid": "1"])]
+                        let logged = try await logger.log("result", items)
+                        #expect(logged.body == "{}")
+                        #expect(await gateway.waitForLines("osqueryd.results.log", count: 1).count == 1)
+
+                        // The write ends with the backend's answer, and its results are spooled.
+                        #expect(try await written.body == "{}")
+                        #expect(await gateway.waitForLines("osqueryd.distributed.log", count: 1).count == 1)
+                        backend.update { $0.failure = .none }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -74,6 +74,29 @@ import Testing
         #expect(await permits.acquire(waiting: .zero))
     }
 
+    /// `upstream.last_good_configs`: past the cap the least recently used nodes are forgotten, and a
+    /// rendering no remembered node needs goes once renderings pass their own cap.
+    @Test func theLastGoodConfigCacheForgetsTheLeastRecentlyUsedNodes() {
+        func rendered(_ text: String) -> AgentConfigService.Rendered {
+            AgentConfigService.Rendered(json: ByteBuffer(string: text), gzipped: ByteBuffer(), origins: [:], warnings: [])
+        }
+        let cache = UpstreamConfigCache<String>(maxNodes: 2, maxRendered: 1)
+        let at = Date(timeIntervalSince1970: 1_000)
+        cache.remember(rendered(#"{"a":1}"#), key: "A", for: "n1", at: at)
+        cache.remember(rendered(#"{"b":1}"#), key: "B", for: "n2", at: at)
+        #expect(cache.counts.nodes == 2 && cache.counts.rendered == 2)
+        // n1 is used again (an outage answer), so n2 is the least recently used.
+        #expect(cache.lastGood(for: "n1").map { String(buffer: $0.config.json) } == #"{"a":1}"#)
+        cache.remember(rendered(#"{"a":1}"#), key: "A", for: "n3", at: at.addingTimeInterval(5))
+        #expect(cache.lastGood(for: "n2") == nil)
+        #expect(cache.lastGood(for: "n1")?.fetchedAt == at)
+        #expect(cache.lastGood(for: "n3")?.fetchedAt == at.addingTimeInterval(5))
+        #expect(cache.counts.nodes == 2)
+        #expect(cache.rendered("B") == nil)
+        #expect(cache.counts.rendered == 1)
+        #expect(cache.lastGood(for: "never") == nil)
+    }
+
     @Test func aBodyKeepsEveryMemberButTheReplacedOne() throws {
         let body = ByteBuffer(string: #"{"queries":{"q":[{"a":"1"}]}, "node_key":"gw","statuses":{"q":0},"node_key":"again"}"#)
         let replaced = try UpstreamBody.replacing("node_key", with: #""backend""#, in: body)
@@ -147,6 +170,7 @@ import Testing
               refused_key_memory: 1m
               max_concurrent: 32
               max_concurrent_wait: 500ms
+              last_good_configs: 5000
             agent_config:
               sources:
                 - { name: backend, upstream: true }
@@ -166,6 +190,7 @@ import Testing
         #expect(upstream.refusedKeyMemory == .seconds(60))
         #expect(upstream.maxConcurrent == 32)
         #expect(upstream.maxConcurrentWait == .milliseconds(500))
+        #expect(upstream.lastGoodConfigs == 5000)
         guard case .upstream(let sink) = configuration.sinks[0].kind else { Issue.record("not an upstream sink"); return }
         #expect(sink.batching.maxRecords == 500)
         guard case .upstream = configuration.agentConfig.sources[0].kind else { Issue.record("not an upstream source"); return }
