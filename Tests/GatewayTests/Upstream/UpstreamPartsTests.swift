@@ -109,6 +109,20 @@ import Testing
         #expect(throws: JSONError.self) { try UpstreamBody.replacing("node_key", with: nil, in: ByteBuffer(string: "[1]")) }
     }
 
+    /// A large body is streamed as its slices, and can be read again from the start (a request
+    /// sent again); header values are copied only when they need a repair.
+    @Test func bodyPartsStreamAsTheyAreAndAgain() async {
+        let parts = UpstreamBodyParts(parts: [ByteBuffer(string: "{"), ByteBuffer(string: #""a":1"#), ByteBuffer(string: "}")])
+        for _ in 0..<2 {
+            var iterator = parts.makeAsyncIterator()
+            var read: [String] = []
+            while let part = await iterator.next() { read.append(String(buffer: part)) }
+            #expect(read == ["{", #""a":1"#, "}"])
+        }
+        #expect(UpstreamClient.headerSafe("osquery/5.23.1") == "osquery/5.23.1")
+        #expect(UpstreamClient.headerSafe("evil\r\nX-Injected: 1") == "evil??X-Injected: 1")
+    }
+
     @Test func sealedKeysOpenOnlyWithTheirKeyFile() throws {
         let directory = makeTemporaryDirectory("seal")
         let path = directory + "/data/upstream.key"
