@@ -13,7 +13,10 @@ import Synchronization
 ///   osquery has kept every line in its own buffer meanwhile (`--buffered_log_max`).
 /// - **saturation**: at most `maxConcurrent` logger and distributed-write requests are read and stored
 ///   at once. Past it the gateway is behind (CPU or disk), and every extra request would only add
-///   memory and latency for all; the refused agent retries at its next period.
+///   memory and latency for all; the refused agent retries at its next period. A distributed write
+///   in front of a backend gives its slot back once it is read and decoded, before the backend is
+///   asked (`OsqueryRoutes.distributedWrite`): waiting on the backend costs the gateway no CPU or
+///   disk, and is bounded by `upstream.max_concurrent` instead.
 ///
 /// Both refusals are `OsqueryError.spoolFull`/`.busy`: an `error` body with Retry-After, never an
 /// empty body and never `node_invalid`.

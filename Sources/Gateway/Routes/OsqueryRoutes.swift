@@ -74,7 +74,9 @@ struct OsqueryRoutes: Sendable {
 
     /// The campaigns' pending queries for the node (none costs no database read); in front of a
     /// backend, its answer with the campaigns' queries added. The backend is asked first, so a
-    /// node it refuses is not marked sent.
+    /// node it refuses is not marked sent. A backend answer osquery would reject whole (an `error`
+    /// member, a status that is not 2xx) is replaced by the campaigns' own answer when they have
+    /// work, or the campaigns' queries, marked sent, would be lost with it.
     func distributedRead(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
         guard let upstream else {
@@ -83,18 +85,25 @@ struct OsqueryRoutes: Sendable {
             return work.isEmpty ? OsqueryResponse.noQueries : OsqueryResponse.json(campaigns.readBody(work))
         }
         let backend = try await upstream.passThrough.distributedRead(call.node, body: call.raw, origin: call.origin)
-        guard let campaigns else { return OsqueryResponse.json(backend) }
+        guard let campaigns else { return OsqueryResponse.json(backend.body) }
         let work = await campaigns.work(for: call.node)
-        return OsqueryResponse.json(work.isEmpty ? backend : campaigns.merged(work, into: backend))
+        guard !work.isEmpty else { return OsqueryResponse.json(backend.body) }
+        return OsqueryResponse.json(backend.hasError ? campaigns.readBody(work) : campaigns.merged(work, into: backend.body))
     }
 
     /// Campaign answers stored, the results spooled, and `{}` once both are durable. In front of a
     /// backend, the results of its queries are passed through first and answered with its own body
     /// (spooled either way, so local sinks get them); the gateway's own campaign results
     /// (`Campaign.idPrefix`) never go to the backend.
+    ///
+    /// The ingest slot (`IngestAdmission`) covers reading, authenticating, decoding and the campaign
+    /// store; it is given back before the backend is asked, so a slow backend holds at most the
+    /// `upstream.max_concurrent` requests its own cap allows, never the slots logger batches need.
+    /// The results are spooled after the backend's answer (it decides whether the upstream sink
+    /// sends them later), and the agent hears nothing before they are durable.
     func distributedWrite(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let receivedAt = Date()
-        return try await ingest.admitted(.distributedWrite) {
+        let pending = try await ingest.admitted(.distributedWrite) { () async throws -> PendingWrite? in
             let call = try await authenticated(request, context, largeBodies) { try DistributedWriteRequest(body: $0) }
             var campaignsAnswered: [String: Campaign] = [:]
             if let campaigns {
@@ -105,11 +114,7 @@ struct OsqueryRoutes: Sendable {
                     throw OsqueryError.unavailable("query results cannot be stored right now; keep them and retry")
                 }
             }
-            var results = DistributedResults(write: call.body, campaigns: campaignsAnswered, upstream: upstream != nil)
-            guard let upstream else {
-                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
-                return OsqueryResponse.accepted
-            }
+            let results = DistributedResults(write: call.body, campaigns: campaignsAnswered, upstream: upstream != nil)
             let backendResults = call.body.filtered { !$0.id.hasPrefix(Campaign.idPrefix) }
             let backendBody: ByteBuffer?
             if backendResults.results.count == call.body.results.count {
@@ -117,20 +122,33 @@ struct OsqueryRoutes: Sendable {
             } else {
                 backendBody = backendResults.results.isEmpty ? nil : backendResults.body
             }
-            guard let backendBody else {
+            guard upstream != nil, let backendBody else {
                 try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
-                return OsqueryResponse.accepted
+                return nil
             }
-            switch try await upstream.passThrough.distributedWrite(call.node, body: backendBody, origin: call.origin) {
-            case .answered(let answer):
-                results.backendHasOthers = true
-                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
-                return OsqueryResponse.json(answer)
-            case .later:
-                try await ingest.append(results, from: call.node, receivedAt: receivedAt, logger: context.logger)
-                return OsqueryResponse.accepted
-            }
+            return PendingWrite(node: call.node, origin: call.origin, results: results, backendBody: backendBody)
         }
+        guard let pending, let upstream else { return OsqueryResponse.accepted }
+        var results = pending.results
+        switch try await upstream.passThrough.distributedWrite(pending.node, body: pending.backendBody, origin: pending.origin) {
+        case .answered(let answer):
+            results.backendHasOthers = true
+            try await ingest.append(results, from: pending.node, receivedAt: receivedAt, logger: context.logger)
+            return OsqueryResponse.json(answer)
+        case .later:
+            try await ingest.append(results, from: pending.node, receivedAt: receivedAt, logger: context.logger)
+            return OsqueryResponse.accepted
+        }
+    }
+
+    /// A distributed write read and decoded under the ingest slot, waiting for the backend.
+    private struct PendingWrite: Sendable {
+        var node: NodeRecord
+        var origin: AgentOrigin
+        var results: DistributedResults
+        /// The body for the backend: the agent's own when every result is for the backend, else
+        /// one holding only the backend's results.
+        var backendBody: ByteBuffer
     }
 
     /// Carve start, passed through to the backend (only registered in front of one).

@@ -17,6 +17,14 @@ extension Upstream {
         var identityHeaders = IdentityHeaders()
         /// How long a key the backend refused is answered `node_invalid` without asking it again.
         var refusedKeyMemory: Duration = .seconds(30)
+        /// Requests in flight to the backend at most (`RequestPermits`): the pool's size is only a
+        /// soft limit, and a slow backend must not hold every agent's request for the whole timeout.
+        var maxConcurrent = 64
+        /// How long a request past `maxConcurrent` waits for a slot before it gets the outage answer.
+        var maxConcurrentWait: Duration = .seconds(1)
+        /// Nodes whose last good merged config is kept for outages (`UpstreamConfigCache`); past it the
+        /// least recently used are forgotten and get the local config during an outage.
+        var lastGoodConfigs = 100_000
 
         /// Defaults kept below what agents and backends do: a request must end well within osquery's
         /// 16 s deadline (docs/protocol.md#retries) so the agent still gets the gateway's answer, and
@@ -56,7 +64,8 @@ extension Upstream.Configuration {
     /// `client_key`, `timeout` default 10s and below 16s, `connect_timeout`, `pool` with `size` and
     /// `idle_timeout` default 10s), `endpoints` (the backend's paths, keys as the top-level
     /// `endpoints`), `enroll_secret` (one of `file` or `env`), `identity_headers` (`fingerprint`,
-    /// `subject`, `serial`, `sans`) and `refused_key_memory` (default 30s).
+    /// `subject`, `serial`, `sans`), `refused_key_memory` (default 30s), `max_concurrent` (default 64),
+    /// `max_concurrent_wait` (default 1s; with `timeout` below 16s) and `last_good_configs` (default 100000).
     init?(reading section: MappingReader) {
         let reader = section.reader
         guard let endpoint = HTTPEndpoint(reading: section, method: .POST, timeout: .seconds(10), idleTimeout: .seconds(10)) else {
@@ -93,6 +102,13 @@ extension Upstream.Configuration {
             }
         }
         if let value = section.duration("refused_key_memory") { refusedKeyMemory = value }
+        if let value = section.integer("max_concurrent", in: 1...100_000) { maxConcurrent = value }
+        if let value = section.duration("max_concurrent_wait") { maxConcurrentWait = value }
+        if let value = section.integer("last_good_configs", in: 1...10_000_000) { lastGoodConfigs = value }
+        if endpoint.requestTimeout < .seconds(16), endpoint.requestTimeout + maxConcurrentWait >= .seconds(16) {
+            reader.report(section.key("max_concurrent_wait"), section.value("max_concurrent_wait") ?? section.node,
+                          "with timeout it must stay below osquery's 16s request deadline, or agents give up before the gateway answers")
+        }
     }
 
     /// Headers every request to the backend gets from the gateway.

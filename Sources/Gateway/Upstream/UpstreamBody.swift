@@ -83,3 +83,27 @@ struct UpstreamBody: Sendable {
         return buffer
     }
 }
+
+/// A body's parts as the async sequence AsyncHTTPClient streams from: each part written as it is
+/// (a slice of the agent's buffer, never copied), and iterable again from the start, as a request
+/// that is sent again needs (an `AsyncStream` can be read only once, and costs a lock per part).
+struct UpstreamBodyParts: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+
+    let parts: [ByteBuffer]
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let parts: [ByteBuffer]
+        var index = 0
+
+        mutating func next() async -> ByteBuffer? {
+            guard index < parts.count else { return nil }
+            defer { index += 1 }
+            return parts[index]
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(parts: parts)
+    }
+}

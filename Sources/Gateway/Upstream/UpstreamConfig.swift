@@ -16,7 +16,8 @@ import NIOCore
 /// not reconfigure on every refresh.
 ///
 /// When the backend cannot answer, the node gets its last good merged config (its age is logged and
-/// in `upstream_config_fallback_age_seconds`), else, if it never had one, the target's config from
+/// in `upstream_config_fallback_age_seconds`), else, if it never had one (or it was forgotten: the
+/// cache holds `upstream.last_good_configs` nodes, `UpstreamConfigCache`), the target's config from
 /// its other sources, else an error body. Never an empty body (it would wipe the schedule) and
 /// never `node_invalid`; only the backend's own `node_invalid` revokes the node.
 final class UpstreamConfig: Sendable {
@@ -25,24 +26,17 @@ final class UpstreamConfig: Sendable {
     private var upstream: Upstream { nodes.upstream }
     private var logger: Logger { nodes.upstream.logger }
 
-    private struct State {
-        /// Merged configs by content key.
-        var rendered: [SHA256Digest: AgentConfigService.Rendered] = [:]
-        /// Each node's last good merged config and when it was fetched.
-        var lastGood: [String: (key: SHA256Digest, at: Date)] = [:]
-        /// When an outage was last logged (one line per interval, not one per agent).
-        var lastOutageLog: ContinuousClock.Instant?
-    }
-
-    private let state = NIOLockedValueBox(State())
-    /// Distinct merged configs kept at most, besides those some node's last good config needs.
-    private let maxRendered = 1024
+    /// Merged configs by content, and each node's last good one.
+    let cache: UpstreamConfigCache<SHA256Digest>
+    /// When an outage was last logged (one line per interval, not one per agent).
+    private let lastOutageLog = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
     private let fallbacks = Counter(label: "upstream_config_fallbacks")
     private let fallbackAge = Gauge(label: "upstream_config_fallback_age_seconds")
 
     init(nodes: UpstreamNodes, agentConfig: AgentConfigService) {
         self.nodes = nodes
         self.agentConfig = agentConfig
+        cache = UpstreamConfigCache(maxNodes: nodes.upstream.configuration.lastGoodConfigs)
     }
 
     /// The config `node` gets.
@@ -98,42 +92,30 @@ final class UpstreamConfig: Sendable {
         hasher.update(data: JSONValue.object(content).canonicalJSON())
         let key = hasher.finalize()
         let now = Date()
-        if let cached = state.withLockedValue({ $0.rendered[key] }) {
-            remember(cached, key: key, for: node, at: now)
+        if let cached = cache.rendered(key) {
+            cache.remember(cached, key: key, for: node.id, at: now)
             return .success(cached)
         }
         let outcome = agentConfig.render(content, into: target)
         if case .success(let rendered) = outcome {
-            remember(rendered, key: key, for: node, at: now)
+            cache.remember(rendered, key: key, for: node.id, at: now)
             for warning in rendered.warnings.prefix(20) { logger.debug("config merge: \(warning)", metadata: ["gw.node_id": "\(node.id)"]) }
         }
         return outcome
-    }
-
-    private func remember(_ rendered: AgentConfigService.Rendered, key: SHA256Digest, for node: NodeRecord, at date: Date) {
-        state.withLockedValue { state in
-            state.lastGood[node.id] = (key, date)
-            if state.rendered[key] == nil, state.rendered.count >= maxRendered {
-                let needed = Set(state.lastGood.values.map { $0.key })
-                state.rendered = state.rendered.filter { needed.contains($0.key) }
-            }
-            state.rendered[key] = rendered
-        }
     }
 
     /// What `node` gets while the backend cannot give its config: its last good merged one, else the
     /// target's local config, else an error body.
     private func fallback(for node: NodeRecord, target: AgentConfigService.PerNodeTarget, reason: String) throws -> AgentConfigService.Rendered {
         let now = ContinuousClock.now
-        let (last, logNow) = state.withLockedValue { state -> ((AgentConfigService.Rendered, Date)?, Bool) in
-            var last: (AgentConfigService.Rendered, Date)?
-            if let entry = state.lastGood[node.id], let rendered = state.rendered[entry.key] { last = (rendered, entry.at) }
-            let logNow = state.lastOutageLog.map { now - $0 >= .seconds(10) } ?? true
-            if logNow { state.lastOutageLog = now }
-            return (last, logNow)
+        let last = cache.lastGood(for: node.id)
+        let logNow = lastOutageLog.withLockedValue { lastLog -> Bool in
+            let logNow = lastLog.map { now - $0 >= .seconds(10) } ?? true
+            if logNow { lastLog = now }
+            return logNow
         }
         fallbacks.increment()
-        let age = last.map { Date().timeIntervalSince($0.1) }
+        let age = last.map { Date().timeIntervalSince($0.fetchedAt) }
         if let age { fallbackAge.record(age) }
         if logNow {
             logger.warning("upstream backend gives no config; serving the last good merged config (or the local one)", metadata: [
@@ -141,7 +123,7 @@ final class UpstreamConfig: Sendable {
                 "gw.age_seconds": "\(age.map { String(Int($0)) } ?? "none: local config")",
             ])
         }
-        if let last { return last.0 }
+        if let last { return last.config }
         if let local = target.local { return local }
         throw OsqueryError.noConfig("the upstream backend gives no config now and there is no earlier one; retry later")
     }

@@ -28,20 +28,30 @@ struct UpstreamPassThrough: Sendable {
         case later
     }
 
+    /// The backend's answer to a distributed read.
+    struct ReadAnswer: Sendable {
+        /// What the agent gets when the gateway has no queries of its own to add: the backend's
+        /// bytes as sent, or `{"queries":{}}` while it cannot be asked.
+        var body: ByteBuffer
+        /// The backend answered with an `error` member or a status that is not 2xx: osquery would
+        /// take none of the answer, so the gateway's own queries must not be merged into it.
+        var hasError = false
+    }
+
     /// The backend's answer to a distributed read: the queries it has for `node`, or none while it
     /// cannot be asked.
     /// - Throws: `OsqueryError.nodeInvalid` when the backend refused the node's key.
-    func distributedRead(_ node: NodeRecord, body: ByteBuffer, origin: AgentOrigin) async throws -> ByteBuffer {
-        guard let key = nodes.backendKey(of: node) else { return Self.noQueries }
+    func distributedRead(_ node: NodeRecord, body: ByteBuffer, origin: AgentOrigin) async throws -> ReadAnswer {
+        guard let key = nodes.backendKey(of: node) else { return ReadAnswer(body: Self.noQueries) }
         let forwarded = try Self.withNodeKey(key, body, what: "request")
         switch await client.post(.distributedRead, body: forwarded, nodeKey: key, origin: origin) {
-        case .answered(let reply): return reply.body
+        case .answered(let reply): return ReadAnswer(body: reply.body, hasError: reply.hasError)
         case .nodeInvalid:
             await nodes.revoke(node, during: "distributed read")
             throw OsqueryError.nodeInvalid("node key revoked by the upstream backend")
         case .unavailable(let reason):
             nodes.upstream.logger.debug("upstream backend unavailable for a distributed read", metadata: ["gw.reason": "\(reason)"])
-            return Self.noQueries
+            return ReadAnswer(body: Self.noQueries)
         }
     }
 

@@ -67,9 +67,12 @@ final class LiveQueryGateway: @unchecked Sendable {
     }
 }
 
-/// Runs `body` with a started live-query gateway and always stops it.
-func withLiveQueryGateway(_ body: (LiveQueryGateway) async throws -> Void) async throws {
+/// Runs `body` with a started live-query gateway (`configure` may change it first) and always stops it.
+func withLiveQueryGateway(
+    configure: (TestGateway) throws -> Void = { _ in }, _ body: (LiveQueryGateway) async throws -> Void
+) async throws {
     let live = try LiveQueryGateway()
+    try configure(live.gateway)
     try await live.gateway.start()
     do {
         try await body(live)

@@ -1,14 +1,18 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 
 /// An osquery backend for the gateway to stand in front of: the server side of the TLS remote API
-/// (docs/protocol.md) on plain HTTP at 127.0.0.1, with Fleet's paths, recording every request, and
-/// with the failures real backends have, switchable while it runs.
+/// (docs/protocol.md) at 127.0.0.1, on plain HTTP or, with `tls`, on HTTPS (optionally requiring a
+/// client certificate), with Fleet's paths, recording every request, and with the failures real
+/// backends have, switchable while it runs.
 ///
 /// Keys: enrollment hands out `backend-key-<n>` (or `sameKey` for every node, as osquery's own
 /// reference server does); `validKeys` also holds keys issued "before the gateway existed".
@@ -22,6 +26,8 @@ final class TestBackend: @unchecked Sendable {
         case emptyServerError
         /// 200 with a body that is not JSON.
         case garbage
+        /// 200 with `{"error":"database down"}`: a JSON answer osquery treats as a failure.
+        case errorBody
     }
 
     struct Received: Sendable {
@@ -53,6 +59,9 @@ final class TestBackend: @unchecked Sendable {
     /// The distributed read answer: one query and an integer `accelerate`.
     static let queries = #"{"queries":{"backend_q1":"SELECT * FROM osquery_info;"},"accelerate":60}"#
 
+    /// The answer of `Failure.errorBody`.
+    static let errorBody = #"{"error":"database down"}"#
+
     /// Fleet's answer to a key it does not know.
     static let invalid = #"{"error":"invalid node key","node_invalid":true}"#
 
@@ -62,11 +71,20 @@ final class TestBackend: @unchecked Sendable {
     }
 
     let state = NIOLockedValueBox(State())
+    /// Serves HTTPS with `tls`'s server certificate (for `localhost` and `127.0.0.1`) when set.
+    let tls: TestPKI?
+    /// Only clients with a certificate from `tls`'s CA complete the handshake.
+    let requiresClientCertificate: Bool
     private(set) var port = 0
     private var group: ServiceGroup?
     private var task: Task<Void, any Error>?
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { (tls == nil ? "http" : "https") + "://127.0.0.1:\(port)" }
+
+    init(tls: TestPKI? = nil, requiresClientCertificate: Bool = false) {
+        self.tls = tls
+        self.requiresClientCertificate = requiresClientCertificate
+    }
 
     func update(_ change: (inout State) -> Void) { state.withLockedValue(change) }
 
@@ -101,6 +119,8 @@ final class TestBackend: @unchecked Sendable {
                 case .slow(let delay): try await Task.sleep(for: delay)
                 case .emptyServerError: return Response(status: .internalServerError)
                 case .garbage: return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "<html>Bad Gateway</html>")))
+                case .errorBody:
+                    return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: Self.errorBody)))
                 }
                 let json = received.json ?? [:]
                 let body = state.withLockedValue { answer(&$0, json) }
@@ -137,7 +157,7 @@ final class TestBackend: @unchecked Sendable {
         logger.logLevel = .critical
         let portBox = NIOLockedValueBox<CheckedContinuation<Int, Never>?>(nil)
         let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+            router: router, server: try serverBuilder(), configuration: .init(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { channel in portBox.withLockedValue { $0?.resume(returning: channel.localAddress!.port!); $0 = nil } },
             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
@@ -146,6 +166,22 @@ final class TestBackend: @unchecked Sendable {
             portBox.withLockedValue { $0 = continuation }
             task = Task { try await group.run() }
         }
+    }
+
+    /// Plain HTTP/1.1, or HTTP/1.1 over TLS with the test PKI's server certificate; a required
+    /// client certificate must chain to the same PKI's CA (as the gateway's own listener checks them).
+    private func serverBuilder() throws -> HTTPServerBuilder {
+        guard let tls else { return .http1() }
+        let chain = try NIOSSLCertificate.fromPEMFile(tls.serverCertificate).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: tls.serverKey, format: .pem)
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.shutdownTimeout = .milliseconds(300)
+        if requiresClientCertificate {
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(tls.caCertificate))
+            configuration.certificateVerification = .noHostnameVerification
+        }
+        return try .tls(.http1(), tlsConfiguration: configuration)
     }
 
     /// Stops serving ("the backend is down"): connections are refused until `start()`.

@@ -16,31 +16,35 @@ func withUpstreamGateway(
     _ body: (TestGateway) async throws -> Void
 ) async throws {
     try await withGateway(clientCertificates: clientCertificates, configure: { gateway in
-        let secretFile = gateway.directory + "/backend_secret.txt"
-        try Data((backendSecret + "\n").utf8).write(to: URL(fileURLWithPath: secretFile))
-        var upstream = Upstream.Configuration(url: backend.url)
-        let paths = TestBackend.paths
-        upstream.endpoints = OsqueryEndpoints(
-            enroll: paths.enroll, config: paths.config, logger: paths.logger, distributedRead: paths.distributedRead,
-            distributedWrite: paths.distributedWrite, carveStart: paths.carveStart, carveBlock: paths.carveBlock)
-        upstream.endpoint.requestTimeout = .seconds(5)
-        upstream.endpoint.connectTimeout = .seconds(3)
-        upstream.enrollSecret = .file(secretFile)
-        upstream.identityHeaders = .init(
-            fingerprint: "X-Client-Cert-SHA256", subject: "X-Client-Cert-Subject", serial: "X-Client-Cert-Serial",
-            subjectAlternativeNames: "X-Client-Cert-SANs")
-        gateway.configuration.upstream = upstream
-        gateway.configuration.agentConfig.sources.append(.init(name: "backend", kind: .upstream))
-        var sink = UpstreamSink.Configuration(name: "backend")
-        sink.batching.maxWait = .zero
-        gateway.configuration.sinks.append(SinkConfiguration(name: "backend", kind: .upstream(sink)))
+        try frontBackend(backend, with: gateway)
         try configure(gateway)
     }, body)
 }
 
-/// Runs `body` with a started backend and always stops it.
-func withBackend(_ body: (TestBackend) async throws -> Void) async throws {
-    let backend = TestBackend()
+/// Makes `gateway` (not started yet) front `backend`, as `withUpstreamGateway` describes.
+func frontBackend(_ backend: TestBackend, with gateway: TestGateway) throws {
+    let secretFile = gateway.directory + "/backend_secret.txt"
+    try Data((backendSecret + "\n").utf8).write(to: URL(fileURLWithPath: secretFile))
+    var upstream = Upstream.Configuration(url: backend.url)
+    let paths = TestBackend.paths
+    upstream.endpoints = OsqueryEndpoints(
+        enroll: paths.enroll, config: paths.config, logger: paths.logger, distributedRead: paths.distributedRead,
+        distributedWrite: paths.distributedWrite, carveStart: paths.carveStart, carveBlock: paths.carveBlock)
+    upstream.endpoint.requestTimeout = .seconds(5)
+    upstream.endpoint.connectTimeout = .seconds(3)
+    upstream.enrollSecret = .file(secretFile)
+    upstream.identityHeaders = .init(
+        fingerprint: "X-Client-Cert-SHA256", subject: "X-Client-Cert-Subject", serial: "X-Client-Cert-Serial",
+        subjectAlternativeNames: "X-Client-Cert-SANs")
+    gateway.configuration.upstream = upstream
+    gateway.configuration.agentConfig.sources.append(.init(name: "backend", kind: .upstream))
+    var sink = UpstreamSink.Configuration(name: "backend")
+    sink.batching.maxWait = .zero
+    gateway.configuration.sinks.append(SinkConfiguration(name: "backend", kind: .upstream(sink)))
+}
+
+/// Runs `body` with `backend` (by default plain HTTP) started, and always stops it.
+func withBackend(_ backend: TestBackend = TestBackend(), _ body: (TestBackend) async throws -> Void) async throws {
     try await backend.start()
     do {
         try await body(backend)

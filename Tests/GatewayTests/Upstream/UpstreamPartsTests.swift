@@ -52,6 +52,51 @@ import Testing
         #expect(breaker.admit(now: start + .seconds(61)))
     }
 
+    /// `upstream.max_concurrent`: past the cap a request waits at most its wait, then gets no slot;
+    /// a slot that comes free goes to the waiter.
+    @Test func permitsPastTheCapWaitThenGiveUpOrTakeAFreedSlot() async {
+        let permits = RequestPermits(limit: 2)
+        #expect(await permits.acquire(waiting: .zero))
+        #expect(await permits.acquire(waiting: .zero))
+        #expect(await permits.acquire(waiting: .zero) == false)
+        let start = ContinuousClock.now
+        #expect(await permits.acquire(waiting: .milliseconds(50)) == false)
+        #expect(ContinuousClock.now - start >= .milliseconds(50))
+        #expect(permits.inUse == 2)
+        async let waiter = permits.acquire(waiting: .seconds(5))
+        try? await Task.sleep(for: .milliseconds(20))
+        permits.release()
+        #expect(await waiter)
+        #expect(permits.inUse == 2)
+        permits.release()
+        permits.release()
+        #expect(permits.inUse == 0)
+        #expect(await permits.acquire(waiting: .zero))
+    }
+
+    /// `upstream.last_good_configs`: past the cap the least recently used nodes are forgotten, and a
+    /// rendering no remembered node needs goes once renderings pass their own cap.
+    @Test func theLastGoodConfigCacheForgetsTheLeastRecentlyUsedNodes() {
+        func rendered(_ text: String) -> AgentConfigService.Rendered {
+            AgentConfigService.Rendered(json: ByteBuffer(string: text), gzipped: ByteBuffer(), origins: [:], warnings: [])
+        }
+        let cache = UpstreamConfigCache<String>(maxNodes: 2, maxRendered: 1)
+        let at = Date(timeIntervalSince1970: 1_000)
+        cache.remember(rendered(#"{"a":1}"#), key: "A", for: "n1", at: at)
+        cache.remember(rendered(#"{"b":1}"#), key: "B", for: "n2", at: at)
+        #expect(cache.counts.nodes == 2 && cache.counts.rendered == 2)
+        // n1 is used again (an outage answer), so n2 is the least recently used.
+        #expect(cache.lastGood(for: "n1").map { String(buffer: $0.config.json) } == #"{"a":1}"#)
+        cache.remember(rendered(#"{"a":1}"#), key: "A", for: "n3", at: at.addingTimeInterval(5))
+        #expect(cache.lastGood(for: "n2") == nil)
+        #expect(cache.lastGood(for: "n1")?.fetchedAt == at)
+        #expect(cache.lastGood(for: "n3")?.fetchedAt == at.addingTimeInterval(5))
+        #expect(cache.counts.nodes == 2)
+        #expect(cache.rendered("B") == nil)
+        #expect(cache.counts.rendered == 1)
+        #expect(cache.lastGood(for: "never") == nil)
+    }
+
     @Test func aBodyKeepsEveryMemberButTheReplacedOne() throws {
         let body = ByteBuffer(string: #"{"queries":{"q":[{"a":"1"}]}, "node_key":"gw","statuses":{"q":0},"node_key":"again"}"#)
         let replaced = try UpstreamBody.replacing("node_key", with: #""backend""#, in: body)
@@ -62,6 +107,20 @@ import Testing
         let empty = try UpstreamBody.replacing("enroll_secret", with: #""s""#, in: ByteBuffer(string: "{}"))
         #expect(String(buffer: empty.joined) == #"{"enroll_secret":"s"}"#)
         #expect(throws: JSONError.self) { try UpstreamBody.replacing("node_key", with: nil, in: ByteBuffer(string: "[1]")) }
+    }
+
+    /// A large body is streamed as its slices, and can be read again from the start (a request
+    /// sent again); header values are copied only when they need a repair.
+    @Test func bodyPartsStreamAsTheyAreAndAgain() async {
+        let parts = UpstreamBodyParts(parts: [ByteBuffer(string: "{"), ByteBuffer(string: #""a":1"#), ByteBuffer(string: "}")])
+        for _ in 0..<2 {
+            var iterator = parts.makeAsyncIterator()
+            var read: [String] = []
+            while let part = await iterator.next() { read.append(String(buffer: part)) }
+            #expect(read == ["{", #""a":1"#, "}"])
+        }
+        #expect(UpstreamClient.headerSafe("osquery/5.23.1") == "osquery/5.23.1")
+        #expect(UpstreamClient.headerSafe("evil\r\nX-Injected: 1") == "evil??X-Injected: 1")
     }
 
     @Test func sealedKeysOpenOnlyWithTheirKeyFile() throws {
@@ -123,6 +182,9 @@ import Testing
               enroll_secret: { env: BACKEND_SECRET }
               identity_headers: { fingerprint: X-Client-Cert-SHA256, subject: X-Client-Cert-Subject, serial: X-Client-Cert-Serial, sans: X-Client-Cert-SANs }
               refused_key_memory: 1m
+              max_concurrent: 32
+              max_concurrent_wait: 500ms
+              last_good_configs: 5000
             agent_config:
               sources:
                 - { name: backend, upstream: true }
@@ -140,6 +202,9 @@ import Testing
         #expect(upstream.enrollSecret == .environment("BACKEND_SECRET"))
         #expect(upstream.identityHeaders.subjectAlternativeNames == "X-Client-Cert-SANs")
         #expect(upstream.refusedKeyMemory == .seconds(60))
+        #expect(upstream.maxConcurrent == 32)
+        #expect(upstream.maxConcurrentWait == .milliseconds(500))
+        #expect(upstream.lastGoodConfigs == 5000)
         guard case .upstream(let sink) = configuration.sinks[0].kind else { Issue.record("not an upstream sink"); return }
         #expect(sink.batching.maxRecords == 500)
         guard case .upstream = configuration.agentConfig.sources[0].kind else { Issue.record("not an upstream source"); return }
@@ -165,5 +230,13 @@ import Testing
             try GatewayConfiguration.parse(yaml: slow, baseDirectory: directory, environment: [:])
         }
         #expect(Set(slowError.problems.map(\.key)) == ["upstream.timeout", "upstream.identity_headers.fingerprint"])
+        let queued = """
+            tls: { certificate: tls/server.pem, private_key: tls/server.key }
+            upstream: { url: "http://127.0.0.1:1", timeout: 12s, max_concurrent: 0, max_concurrent_wait: 5s }
+            """
+        let queuedError = try #require(throws: ConfigurationError.self) {
+            try GatewayConfiguration.parse(yaml: queued, baseDirectory: directory, environment: [:])
+        }
+        #expect(Set(queuedError.problems.map(\.key)) == ["upstream.max_concurrent", "upstream.max_concurrent_wait"])
     }
 }
