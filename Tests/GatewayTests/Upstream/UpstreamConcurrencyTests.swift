@@ -13,7 +13,7 @@ import Testing
                 gateway.configuration.upstream?.maxConcurrent = 2
                 gateway.configuration.upstream?.maxConcurrentWait = .milliseconds(200)
                 // Slow answers still come within the timeout: the two held slots end with answers.
-                gateway.configuration.upstream?.endpoint.requestTimeout = .seconds(9)
+                gateway.configuration.upstream?.endpoint.requestTimeout = .seconds(13)
             }) { gateway in
                 try await gateway.withAgent { first in
                     try await gateway.withAgent { second in
@@ -21,7 +21,7 @@ import Testing
                             for agent in [first, second, third] { try await agent.enroll() }
                             #expect(try await third.config().body == mergedConfig)
                             let configs = backend.received(TestBackend.paths.config).count
-                            backend.update { $0.failure = .slow(.seconds(5)) }
+                            backend.update { $0.failure = .slow(.seconds(10)) }
 
                             async let one = first.distributedRead()
                             async let two = second.distributedRead()
