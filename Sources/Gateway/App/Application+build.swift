@@ -95,6 +95,8 @@ enum GatewayApplication {
             campaigns: campaigns)
 
         let router = Router(context: GatewayRequestContext.self)
+        // First, so no later layer (the error middleware logs paths) sees a node key in a path.
+        router.add(middleware: NodeAPIMiddleware(endpoints: configuration.endpoints))
         router.add(middleware: OsqueryErrorMiddleware())
         router.add(middleware: SecretParameterMiddleware(field: configuration.enrollment.secretField))
         routes.register(on: router)
