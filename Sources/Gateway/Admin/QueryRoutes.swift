@@ -8,7 +8,7 @@ import NIOCore
 struct QueryRoutes: Sendable {
     let campaigns: CampaignService
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<AdminRequestContext>) {
         router.post("/api/queries") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
             let (sql, name, target, lifetime) = try Self.decodeStart(body)

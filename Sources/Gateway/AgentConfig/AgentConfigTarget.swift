@@ -57,13 +57,7 @@ extension NodeFacts {
         self.hostIdentifier = hostIdentifier
         self.secretName = secretName
         self.tags = Set(tags)
-        var names: [String] = []
-        if let certificate {
-            names.append(certificate.subject)
-            if let cn = certificate.commonName { names.append(cn) }
-            names += certificate.dnsNames
-        }
-        certificateNames = names
+        certificateNames = certificate?.names ?? []
         var platforms = Set(OsqueryPlatform.names(platformType: platformType))
         let details = try? JSONValue(parsing: Array(hostDetails.utf8))
         if let platform = details?["os_version"]?["platform"]?.string, !platform.isEmpty { platforms.insert(platform) }

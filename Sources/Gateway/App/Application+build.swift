@@ -124,12 +124,14 @@ enum GatewayApplication {
         services.append(NamedService("agent listener on \(configuration.listen.description)", agentListener))
         if let admin = configuration.admin {
             let api = AdminAPI(
-                token: try admin.token.map { try AdminToken(source: $0) },
+                credentials: AdminCredentials(token: try admin.token.map { try AdminToken(source: $0) }, tls: admin.tls),
                 nodes: NodeRoutes(store: store, authenticator: authenticator),
                 queries: QueryRoutes(campaigns: campaigns))
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
-                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api, logger: logger)))
+                try AdminServer.make(
+                    listen: admin.listen, tls: admin.tls, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api,
+                    logger: logger)))
         }
         services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
         if let closeStore { services.insert(ShutdownAction(action: closeStore), at: 0) }

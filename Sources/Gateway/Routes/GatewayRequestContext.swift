@@ -38,7 +38,6 @@ struct GatewayRequestContext: RequestContext {
     ///
     /// Costs one hop to the connection's event loop, so it is read only when certificates are in use.
     func peerCertificate() async throws -> PeerCertificate? {
-        guard let certificate = try await channel.nioSSL_peerCertificate().get() else { return nil }
-        return try PeerCertificate(certificate)
+        try await channel.verifiedPeerCertificate()
     }
 }
