@@ -13,8 +13,10 @@ struct QueryCommand: AsyncParsableCommand {
         commandName: "query",
         abstract: "Run a live query on enrolled nodes and print the rows as they arrive.",
         discussion: """
-            Targets: --all, or any of --host GLOB, --node ID (repeatable) and --platform P. The campaign \
-            keeps running on the gateway after this command returns, until it expires (--expires, 10m by \
+            Targets: --all, --node ID (repeatable), or conditions that must all hold: --host GLOB, \
+            --platform P, --secret NAME (the enroll secret, repeatable), --tag TAG (all must be present), \
+            --version RANGE (osquery version, such as '>=5.10'), --cert GLOB (the enrollment certificate's \
+            subject, common name or DNS name, repeatable). The campaign keeps running on the gateway after this command returns, until it expires (--expires, 10m by \
             default); `osquery-gateway queries show ID` shows everything stored for it.
             --format json prints one object per row ({"campaign_id","host_identifier","node_id","row"}) \
             and one per failed node ({"campaign_id","error","host_identifier","node_id","status"}).
@@ -25,6 +27,13 @@ struct QueryCommand: AsyncParsableCommand {
     @Option(name: .customLong("host"), help: "Host identifier glob (repeatable).") var hosts: [String] = []
     @Option(name: .customLong("node"), help: "Node id (repeatable).") var nodes: [String] = []
     @Option(help: "Platform, such as linux, darwin, windows or ubuntu.") var platform: String?
+    @Option(name: .customLong("secret"), help: "Enroll secret name the node enrolled with (repeatable).") var secrets: [String] = []
+    @Option(name: .customLong("tag"), help: "Tag of the node's enroll secret (repeatable; all must be present).") var tags: [String] = []
+    // `--version` is also the root command's flag; this option, declared here, takes it after `query`.
+    @Option(name: [.customLong("version"), .customLong("osquery-version")], help: "osquery version range, such as '>=5.10' or '>=5.0 <5.12'.")
+    var osqueryVersion: String?
+    @Option(name: .customLong("cert"), help: "Glob over the enrollment certificate's subject, common name or DNS names (repeatable).")
+    var certificates: [String] = []
     @Flag(help: "Every enrolled node.") var all = false
     @Option(help: "Name of the campaign (the query name the sinks see).") var name: String?
     @Option(help: "How long to wait for answers, such as 60s.") var wait = "60s"
@@ -34,20 +43,25 @@ struct QueryCommand: AsyncParsableCommand {
     func run() async throws {
         await CommandFailure.exitOnFailure {
             guard let waitFor = DurationText.parse(self.wait) else { throw CommandFailure.usage("--wait must be a duration such as 60s") }
-            guard all || !hosts.isEmpty || !nodes.isEmpty || platform != nil else {
-                throw CommandFailure.usage("give a target: --all, --host, --node or --platform")
+            guard all || !target.isEmpty else {
+                throw CommandFailure.usage("give a target: --all, --host, --node, --platform, --secret, --tag, --version or --cert")
             }
             let client = try AdminClient(configuration: try options.load())
-            var body = JSONObject([
-                ("sql", .string(sql)), ("all", .bool(all)), ("hosts", .array(hosts.map(JSONValue.string))),
-                ("node_ids", .array(nodes.map(JSONValue.string))), ("platforms", .array(platform.map { [JSONValue.string($0)] } ?? [])),
-            ])
+            var body = JSONObject([("sql", .string(sql))])
+            for (key, value) in target.json.object?.members ?? [] { body[key] = value }
             if let name { body["name"] = .string(name) }
             if let expires { body["expires_in"] = .string(expires) }
             let started = try await client.call(.POST, "/api/queries", body: .object(body))
             guard let id = started["query"]?["id"]?.string else { throw CommandFailure.failed("admin API: no query id in the answer") }
             try await follow(id, client: client, deadline: ContinuousClock.now + waitFor)
         }
+    }
+
+    /// The campaign target the flags give (the admin API's request members).
+    var target: CampaignTarget {
+        CampaignTarget(
+            all: all, nodeIDs: nodes, hosts: hosts, platforms: platform.map { [$0] } ?? [], secrets: secrets, tags: tags,
+            osqueryVersion: osqueryVersion, certificates: certificates)
     }
 
     private func follow(_ id: String, client: AdminClient, deadline: ContinuousClock.Instant) async throws {

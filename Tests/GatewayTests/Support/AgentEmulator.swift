@@ -47,6 +47,8 @@ final class AgentEmulator: @unchecked Sendable {
     var secret: String
     var hostIdentifier: String
     var instanceID = UUID().uuidString
+    /// `osquery_info.version` in the enroll body's host details.
+    var osqueryVersion = "5.23.1"
     /// osquery `--tls_enroll_override`.
     var secretField = "enroll_secret"
     /// osquery `--tls_secret_always`.
@@ -106,7 +108,7 @@ final class AgentEmulator: @unchecked Sendable {
             "platform_type": "9",
             "host_details": [
                 "os_version": ["name": "Debian GNU/Linux", "version": "12", "platform": "debian", "pid_with_namespace": "0"],
-                "osquery_info": ["version": "5.23.1", "instance_id": instanceID, "uuid": "uuid-\(hostIdentifier)"],
+                "osquery_info": ["version": osqueryVersion, "instance_id": instanceID, "uuid": "uuid-\(hostIdentifier)"],
                 "system_info": ["hostname": hostIdentifier, "uuid": "uuid-\(hostIdentifier)"],
             ],
         ]
