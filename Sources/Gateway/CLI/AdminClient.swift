@@ -132,11 +132,13 @@ extension AdminClient {
     /// Prints the list `GET path` answers under `key`: one JSON line an entry with `--format json`,
     /// else a table of `header` with the cells `row` gives for each entry. Prints nothing when the
     /// answer holds no such list.
-    func list(_ path: String, key: String, format: OutputFormat, header: [String], row: (JSONValue) -> [String]) async throws {
+    func list(
+        _ path: String, key: String, format: OutputFormat, header: [String], output: CommandOutput = .standard, row: (JSONValue) -> [String]
+    ) async throws {
         let answer = try await call(.GET, path)
         guard case .array(let entries)? = answer[key] else { return }
-        if format == .json { for entry in entries { print(entry.line) }; return }
-        printTable(header, entries.map(row))
+        if format == .json { for entry in entries { output.line(entry.line) }; return }
+        printTable(header, entries.map(row), output: output)
     }
 }
 
@@ -145,8 +147,8 @@ enum OutputFormat: String, CaseIterable, Sendable {
     case table, json
 }
 
-/// Prints aligned columns.
-func printTable(_ header: [String], _ rows: [[String]]) {
+/// Prints aligned columns: each but the last padded to its widest cell, two spaces apart.
+func printTable(_ header: [String], _ rows: [[String]], output: CommandOutput = .standard) {
     var widths = header.map(\.count)
     for row in rows {
         for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
@@ -156,8 +158,8 @@ func printTable(_ header: [String], _ rows: [[String]]) {
             i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
         }.joined(separator: "  ")
     }
-    print(line(header))
-    for row in rows { print(line(row)) }
+    output.line(line(header))
+    for row in rows { output.line(line(row)) }
 }
 
 extension JSONValue {
