@@ -72,7 +72,8 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             id: "id-\(name)", keyHash: Array(NodeKey.hash("key-\(name)")), hostKey: hostKey, hostIdentifier: "host-\(name)",
             platformType: "linux", hostDetails: #"{"system_info":{"hostname":"\#(name)","note":"ünïcode \"q\""}}"#,
             secretName: certificate == nil ? "default" : nil, certificateFingerprint: certificate, enrolledAt: enrolledAt,
-            lastSeen: nil, upstreamKey: upstreamKey)
+            lastSeen: nil, upstreamKey: upstreamKey,
+            certificateNames: certificate == nil ? [] : ["CN=\(name),O=osquery-gateway", name, "\(name).example"])
     }
 
     @Test(arguments: StoreKind.available)
@@ -81,6 +82,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let saved = node("a", hostKey: "instance-a", certificate: "ab12", upstreamKey: [0, 1, 2, 255])
             #expect(try await store.save(saved) == nil)
             #expect(try await store.node(keyHash: saved.keyHash) == saved)
+            #expect(try await store.node(keyHash: saved.keyHash)?.certificateNames == ["CN=a,O=osquery-gateway", "a", "a.example"])
             #expect(try await store.node(certificateFingerprint: "ab12") == saved)
             #expect(try await store.node(id: saved.id) == saved)
             #expect(try await store.node(keyHash: Array(NodeKey.hash("other"))) == nil)

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import Testing
 @testable import Gateway
@@ -32,6 +33,36 @@ import Testing
         for line in lines {
             #expect(!line.contains(gateway.secret), "enroll secret in: \(line)")
             #expect(!line.contains("wrong-secret-value"), "rejected secret in: \(line)")
+            for key in keys { #expect(!line.contains(key), "node key in: \(line)") }
+        }
+    }
+
+    @Test func nodeKeysInNodeAPIURLsNeverReachTheLog() async throws {
+        let logs = LogCapture()
+        let gateway = try TestGateway()
+        try await gateway.start(logs: logs)
+        var keys = ["stale-path-key-\(UUID().uuidString)", "unknown-key-\(UUID().uuidString)"]
+        try await gateway.withAgent { agent in
+            agent.nodeAPI = true
+            agent.secretAlways = true
+            try await agent.enroll()
+            keys.append(try #require(agent.nodeKey))
+            _ = try await agent.config()
+            _ = try await agent.log("result", [resultItem("q", host: agent.hostIdentifier, columns: [:])])
+            _ = try await agent.distributedWrite(["q": []])
+            agent.nodeAPIPathKey = keys[0]
+            _ = try await agent.distributedRead()
+            // A malformed body behind a key in the path, and a key nobody knows.
+            _ = try await agent.send(.POST, "/logger", body: ByteBuffer(string: "{not json"), authorized: true, nodeKeySuffix: true)
+            agent.nodeAPIPathKey = nil
+            agent.nodeKey = keys[1]
+            _ = try await agent.config()
+        }
+        try await gateway.stop()
+        let lines = logs.lines.withLockedValue { $0 }
+        #expect(lines.contains { $0.contains("node enrolled") })
+        for line in lines {
+            #expect(!line.contains(gateway.secret), "enroll secret in: \(line)")
             for key in keys { #expect(!line.contains(key), "node key in: \(line)") }
         }
     }

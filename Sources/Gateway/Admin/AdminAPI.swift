@@ -4,13 +4,13 @@ import Hummingbird
 ///
 /// JSON in and out; every failure is `{"error": "..."}` (`AdminError`, `AdminAPIMiddleware`).
 struct AdminAPI: Sendable {
-    /// nil: the API is off (no `admin.token_file` / `admin.token_env`).
-    let token: AdminToken?
+    /// Who may call it; with none configured the API is off.
+    let credentials: AdminCredentials
     let nodes: NodeRoutes
     let queries: QueryRoutes
 
-    func register(on router: Router<BasicRequestContext>) {
-        guard token != nil else { return }
+    func register(on router: Router<AdminRequestContext>) {
+        guard credentials.enabled else { return }
         nodes.register(on: router)
         queries.register(on: router)
     }

@@ -28,20 +28,21 @@ struct AdminError: HTTPResponseError, CustomStringConvertible {
     }
 }
 
-/// The admin listener's outermost middleware: `/api/` calls need the bearer token, and every
-/// failure of an `/api/` call is a JSON body with `error`.
-struct AdminAPIMiddleware<Context: RequestContext>: RouterMiddleware {
-    /// nil: no token configured, so the API is off (its routes answer 403 saying how to turn it on).
-    let token: AdminToken?
+/// The admin listener's outermost middleware: `/api/` calls need a credential (`AdminCredentials`:
+/// the bearer token or an admin client certificate), and every failure of an `/api/` call is a JSON
+/// body with `error`.
+struct AdminAPIMiddleware: RouterMiddleware {
+    typealias Context = AdminRequestContext
+    let credentials: AdminCredentials
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.uri.path.hasPrefix("/api/") || request.uri.path == "/api" else { return try await next(request, context) }
         do {
-            guard let token else {
-                throw AdminError(.forbidden, "the admin API is off: set admin.token_file or admin.token_env")
-            }
-            guard token.accepts(authorization: request.headers[.authorization]) else {
-                throw AdminError(.unauthorized, "missing or wrong bearer token")
+            if !credentials.acceptsToken(request.headers[.authorization]) {
+                // The certificate costs an event-loop hop: read only when it can count.
+                var certificate: PeerCertificate?
+                if credentials.certificates { certificate = try await context.channel.verifiedPeerCertificate() }
+                if let refusal = credentials.refusal(certificate: certificate) { throw refusal }
             }
             return try await next(request, context)
         } catch let error as AdminError {

@@ -1,8 +1,9 @@
 import Foundation
 import Support
 
-/// The bearer token every `/api/` call of the admin listener must carry (`admin.token_file` or
-/// `admin.token_env`), read once at start.
+/// The bearer token an `/api/` call of the admin listener carries (`admin.token_file` or
+/// `admin.token_env`), read once at start; the other credential is an admin client certificate
+/// (`AdminCredentials`).
 ///
 /// A token and not a password: it is random (`init` writes 64 hex digits), compared in constant
 /// time (`Support/ConstantTime`), and never logged. `/metrics` and `/health` stay open so that

@@ -10,7 +10,7 @@ struct NodeRoutes: Sendable {
     let store: any NodeStore
     let authenticator: NodeAuthenticator
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<AdminRequestContext>) {
         router.get("/api/nodes") { _, _ -> Response in
             let nodes = try await self.stored { try await self.store.allNodes() }
             return AdminResponse.object([("nodes", .array(nodes.map(\.adminJSON)))])

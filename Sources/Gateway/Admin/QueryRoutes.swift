@@ -8,7 +8,7 @@ import NIOCore
 struct QueryRoutes: Sendable {
     let campaigns: CampaignService
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<AdminRequestContext>) {
         router.post("/api/queries") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
             let (sql, name, target, lifetime) = try Self.decodeStart(body)
@@ -65,7 +65,7 @@ struct QueryRoutes: Sendable {
     }
 
     /// `{"sql": "...", "name": "...", "all": true, "node_ids": [...], "hosts": [...], "platforms": [...],
-    /// "expires_in": "10m" | 600}`
+    /// "secrets": [...], "tags": [...], "osquery_version": ">=5.10", "certificates": [...], "expires_in": "10m" | 600}`
     static func decodeStart(_ body: ByteBuffer) throws -> (String, String?, CampaignTarget, Duration?) {
         guard case .object(let object)? = try? JSONValue(parsing: body.readableBytesView) else {
             throw AdminError.badRequest("the body must be a JSON object")
@@ -88,7 +88,15 @@ struct QueryRoutes: Sendable {
             guard case .bool(let flag) = value else { throw AdminError.badRequest("all must be true or false") }
             all = flag
         }
-        let target = CampaignTarget(all: all, nodeIDs: try strings("node_ids"), hosts: try strings("hosts"), platforms: try strings("platforms"))
+        var osqueryVersion: String?
+        if let value = object["osquery_version"], value != .null {
+            guard let text = value.string else { throw AdminError.badRequest("osquery_version must be a string such as >=5.10") }
+            osqueryVersion = text
+        }
+        let target = CampaignTarget(
+            all: all, nodeIDs: try strings("node_ids"), hosts: try strings("hosts"), platforms: try strings("platforms"),
+            secrets: try strings("secrets"), tags: try strings("tags"), osqueryVersion: osqueryVersion,
+            certificates: try strings("certificates"))
         var lifetime: Duration?
         switch object["expires_in"] {
         case nil, .null?: break

@@ -54,16 +54,25 @@ struct NodeFacts: Sendable, Equatable {
 extension NodeFacts {
     /// Facts from a node's enrollment and its connection's certificate.
     init(hostIdentifier: String, platformType: String, hostDetails: String, secretName: String?, tags: [String], certificate: PeerCertificate?) {
+        self.init(
+            hostIdentifier: hostIdentifier, platformType: platformType, hostDetails: hostDetails, secretName: secretName, tags: tags,
+            certificateNames: certificate?.names ?? [])
+    }
+
+    /// Facts from a stored node alone (campaign targeting, with no connection at hand): the
+    /// certificate names are those it enrolled with.
+    init(node: NodeRecord, tags: [String]) {
+        self.init(
+            hostIdentifier: node.hostIdentifier, platformType: node.platformType, hostDetails: node.hostDetails,
+            secretName: node.secretName, tags: tags, certificateNames: node.certificateNames)
+    }
+
+    /// Facts from a node's enrollment and certificate names (`PeerCertificate.names`).
+    init(hostIdentifier: String, platformType: String, hostDetails: String, secretName: String?, tags: [String], certificateNames: [String]) {
         self.hostIdentifier = hostIdentifier
         self.secretName = secretName
         self.tags = Set(tags)
-        var names: [String] = []
-        if let certificate {
-            names.append(certificate.subject)
-            if let cn = certificate.commonName { names.append(cn) }
-            names += certificate.dnsNames
-        }
-        certificateNames = names
+        self.certificateNames = certificateNames
         var platforms = Set(OsqueryPlatform.names(platformType: platformType))
         let details = try? JSONValue(parsing: Array(hostDetails.utf8))
         if let platform = details?["os_version"]?["platform"]?.string, !platform.isEmpty { platforms.insert(platform) }

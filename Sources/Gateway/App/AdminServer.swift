@@ -1,14 +1,17 @@
+import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
-import Foundation
 import Prometheus
 import ServiceLifecycle
 import Sinks
 
-/// The operator's side door, plain HTTP on a local address (`admin.listen`):
+/// The operator's side door (`admin.listen`), plain HTTP, or HTTPS with `admin.tls`:
 /// - `/api/...`: the admin API (docs/admin-api.md), every call with the bearer token of
-///   `admin.token_file` / `admin.token_env`; off (403) without one;
+///   `admin.token_file` / `admin.token_env` or a client certificate `admin.tls.client_ca`
+///   verified (`AdminCredentials`); off (403) without either;
 /// - `GET /metrics`: Prometheus text (sinks' delivered/retried/rejected/lag, spool size, config
 ///   sources' age and state, agent requests by status);
 /// - `GET /health`: `{"status": "ok"|"degraded"|"failing", ...}` with every config source, every
@@ -20,17 +23,24 @@ enum AdminServer {
     /// The `admin` section.
     struct Configuration: Sendable, Equatable {
         var listen: ListenAddress
-        /// Where the admin API's bearer token is read from; nil: the API is off.
+        /// Where the admin API's bearer token is read from; nil: no token is accepted.
         var token: AdminToken.Source? = nil
+        /// HTTPS, and client certificates as credentials; nil: plain HTTP.
+        var tls: AdminTLS.Configuration? = nil
+        /// How the CLI on this host reaches the API (its CA, its client certificate).
+        var client = AdminClient.Configuration()
     }
 
-    /// - Parameter registry: nil serves no `/metrics` (tests whose process has another registry).
+    /// - Parameters:
+    ///   - tls: serve HTTPS with these files; nil: plain HTTP.
+    ///   - registry: nil serves no `/metrics` (tests whose process has another registry).
+    /// - Throws: when a TLS file cannot be read (checked before by `checkServable`).
     static func make(
-        listen: ListenAddress, registry: PrometheusCollectorRegistry?, agentConfig: AgentConfigService,
+        listen: ListenAddress, tls: AdminTLS.Configuration?, registry: PrometheusCollectorRegistry?, agentConfig: AgentConfigService,
         pipeline: LogPipeline, api: AdminAPI, logger: Logger
-    ) -> any Service {
-        let router = Router()
-        router.add(middleware: AdminAPIMiddleware(token: api.token))
+    ) throws -> any Service {
+        let router = Router(context: AdminRequestContext.self)
+        router.add(middleware: AdminAPIMiddleware(credentials: api.credentials))
         api.register(on: router)
         if let registry {
             router.get("/metrics") { _, _ -> Response in
@@ -43,7 +53,14 @@ enum AdminServer {
             return Response(status: failing ? .serviceUnavailable : .ok, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(bytes: JSONValue.object(body).canonicalJSON())))
         }
-        return Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port)), logger: logger)
+        let server: HTTPServerBuilder
+        if let tls {
+            server = try .tls(.http1(), tlsConfiguration: try AdminTLS.serverConfiguration(tls))
+        } else {
+            server = .http1()
+        }
+        return Application(
+            router: router, server: server, configuration: .init(address: .hostname(listen.host, port: listen.port)), logger: logger)
     }
 
     /// The `/health` body, and whether the gateway cannot take logs.
@@ -98,19 +115,24 @@ enum AdminServer {
 }
 
 extension AdminServer.Configuration {
-    /// `admin`: `listen`, where `/metrics`, `/health` and the admin API are served over plain HTTP;
-    /// `token_file` (trimmed) or `token_env`, the admin API's bearer token.
+    /// `admin`: `listen`, where `/metrics`, `/health` and the admin API are served; `token_file`
+    /// (trimmed) or `token_env`, the admin API's bearer token; `tls` (`AdminTLS.Configuration`),
+    /// HTTPS and client certificates; `client` (`AdminClient.Configuration`), how the CLI connects.
     init?(reading section: MappingReader) {
         let file = section.configPath("token_file")
         let env = section.string("token_env")
+        let tls = section.section("tls") { AdminTLS.Configuration(reading: $0) } ?? nil
+        let client = section.section("client") { AdminClient.Configuration(reading: $0) } ?? AdminClient.Configuration()
         guard let listen = section.listenAddress("listen", example: "127.0.0.1:9443") else { return nil }
+        let token: AdminToken.Source?
         switch (file, env) {
-        case (let file?, nil): self.init(listen: listen, token: .file(file))
-        case (nil, let env?): self.init(listen: listen, token: .environment(env))
-        case (nil, nil): self.init(listen: listen)
+        case (let file?, nil): token = .file(file)
+        case (nil, let env?): token = .environment(env)
+        case (nil, nil): token = nil
         case (_?, _?):
             section.reader.report(section.path, section.node, "give at most one of token_file or token_env")
             return nil
         }
+        self.init(listen: listen, token: token, tls: tls, client: client)
     }
 }

@@ -95,6 +95,8 @@ enum GatewayApplication {
             campaigns: campaigns)
 
         let router = Router(context: GatewayRequestContext.self)
+        // First, so no later layer (the error middleware logs paths) sees a node key in a path.
+        router.add(middleware: NodeAPIMiddleware(endpoints: configuration.endpoints))
         router.add(middleware: OsqueryErrorMiddleware())
         router.add(middleware: SecretParameterMiddleware(field: configuration.enrollment.secretField))
         routes.register(on: router)
@@ -120,12 +122,14 @@ enum GatewayApplication {
         services.append(NamedService("agent listener on \(configuration.listen.description)", agentListener))
         if let admin = configuration.admin {
             let api = AdminAPI(
-                token: try admin.token.map { try AdminToken(source: $0) },
+                credentials: AdminCredentials(token: try admin.token.map { try AdminToken(source: $0) }, tls: admin.tls),
                 nodes: NodeRoutes(store: store, authenticator: authenticator),
                 queries: QueryRoutes(campaigns: campaigns))
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
-                AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api, logger: logger)))
+                try AdminServer.make(
+                    listen: admin.listen, tls: admin.tls, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api,
+                    logger: logger)))
         }
         services.append(ShutdownAction { logger.notice("shutting down: draining in-flight requests, then flushing sinks") })
         if let closeStore { services.insert(ShutdownAction(action: closeStore), at: 0) }

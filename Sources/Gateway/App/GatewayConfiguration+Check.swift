@@ -56,6 +56,22 @@ extension GatewayConfiguration {
         for (i, source) in agentConfig.sources.enumerated() {
             if case .http(let http) = source.kind { problems += http.endpoint.problems(at: "agent_config.sources[\(i)].http", problem) }
         }
+        if let adminTLS = admin?.tls {
+            let before = problems.count
+            readable(adminTLS.certificate, "admin.tls.certificate")
+            readable(adminTLS.privateKey, "admin.tls.private_key")
+            readable(adminTLS.clientCA, "admin.tls.client_ca")
+            if problems.count == before {
+                do {
+                    try TLSMaterial.check(adminTLS.asAgentTLS, file: file, at: "admin.tls", problem: problem)
+                } catch let error as ConfigurationError {
+                    problems += error.problems
+                }
+            }
+        }
+        if let client = admin?.client {
+            problems += HTTPEndpoint.tlsFileProblems(ca: client.ca, clientCertificate: client.clientCertificate, at: "admin.client", problem)
+        }
         if let token = admin?.token {
             do {
                 _ = try AdminToken(source: token)

@@ -119,7 +119,8 @@ final class NodeAuthenticator: Sendable {
                 id: UUID().uuidString.lowercased(), keyHash: NodeKey.hash(NodeKey.generate()),
                 hostKey: "certificate:" + certificate.fingerprint,
                 hostIdentifier: certificate.commonName ?? certificate.fingerprint, platformType: "", hostDetails: "{}",
-                secretName: nil, certificateFingerprint: certificate.fingerprint, enrolledAt: Date(), lastSeen: nil)
+                secretName: nil, certificateFingerprint: certificate.fingerprint, enrolledAt: Date(), lastSeen: nil,
+                certificateNames: certificate.names)
             _ = try await store.save(node)
             return node
         } catch let error as OsqueryError {

@@ -25,6 +25,23 @@ struct NodeRecord: Sendable, Equatable {
     /// When the backend declared this node's key invalid: the gateway refuses its key too
     /// (`node_invalid`) until the host enrolls again.
     var revokedAt: Date? = nil
+    /// The subject, common name and DNS names of the client certificate the node enrolled with
+    /// (`PeerCertificate.names`), so campaigns can target certificate names without a connection.
+    var certificateNames: [String] = []
+}
+
+extension NodeRecord {
+    /// `certificateNames` as the stores keep it: a JSON array of strings, nil when there are none.
+    var certificateNamesText: String? {
+        guard !certificateNames.isEmpty else { return nil }
+        return String(decoding: JSONValue.array(certificateNames.map(JSONValue.string)).canonicalJSON(), as: UTF8.self)
+    }
+
+    /// The names back from `certificateNamesText` (nil or unreadable: none).
+    static func certificateNames(fromText text: String?) -> [String] {
+        guard let text, case .array(let items)? = try? JSONValue(parsing: Array(text.utf8)) else { return [] }
+        return items.compactMap(\.string)
+    }
 }
 
 /// Where nodes are kept.

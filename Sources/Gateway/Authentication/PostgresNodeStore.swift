@@ -49,6 +49,8 @@ final class PostgresNodeStore: NodeStore {
             """,
             "CREATE INDEX gateway_nodes_certificate ON gateway_nodes (certificate_fingerprint)",
         ]),
+        // Campaign targeting by certificate name (docs/admin-api.md); older gateways leave it null.
+        Migration(version: 2, statements: ["ALTER TABLE gateway_nodes ADD COLUMN certificate_names text"]),
     ]
 
     /// The advisory lock migrations hold ("osqgw" and 1): one key per purpose in a shared database.
@@ -135,7 +137,7 @@ final class PostgresNodeStore: NodeStore {
     // MARK: - NodeStore
 
     private static let columns =
-        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen, upstream_key, revoked_at"
+        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen, upstream_key, revoked_at, certificate_names"
 
     func node(keyHash: [UInt8]) async throws -> NodeRecord? {
         try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes WHERE key_hash = \(ByteBuffer(bytes: keyHash))")
@@ -195,7 +197,7 @@ final class PostgresNodeStore: NodeStore {
                         platform_type = \(node.platformType), host_details = \(node.hostDetails), secret_name = \(node.secretName),
                         certificate_fingerprint = \(node.certificateFingerprint), enrolled_at = \(node.enrolledAt.timeIntervalSince1970),
                         last_seen = \(node.lastSeen?.timeIntervalSince1970), upstream_key = \(node.upstreamKey.map { ByteBuffer(bytes: $0) }),
-                        revoked_at = \(node.revokedAt?.timeIntervalSince1970)
+                        revoked_at = \(node.revokedAt?.timeIntervalSince1970), certificate_names = \(node.certificateNamesText)
                     WHERE id = \(node.id)
                     """, logger: logger).collect()
             } else {
@@ -204,7 +206,7 @@ final class PostgresNodeStore: NodeStore {
                         \(node.id), \(ByteBuffer(bytes: node.keyHash)), \(node.hostKey), \(node.hostIdentifier), \(node.platformType),
                         \(node.hostDetails), \(node.secretName), \(node.certificateFingerprint), \(node.enrolledAt.timeIntervalSince1970),
                         \(node.lastSeen?.timeIntervalSince1970), \(node.upstreamKey.map { ByteBuffer(bytes: $0) }),
-                        \(node.revokedAt?.timeIntervalSince1970))
+                        \(node.revokedAt?.timeIntervalSince1970), \(node.certificateNamesText))
                     """, logger: logger).collect()
             }
             return previous
@@ -230,12 +232,14 @@ final class PostgresNodeStore: NodeStore {
     }
 
     private static func record(_ row: PostgresRow) throws -> NodeRecord {
-        let (id, keyHash, hostKey, hostIdentifier, platformType, hostDetails, secretName, fingerprint, enrolledAt, lastSeen, upstreamKey, revokedAt) =
-            try row.decode((String, ByteBuffer, String?, String, String, String, String?, String?, Double, Double?, ByteBuffer?, Double?).self)
+        let (id, keyHash, hostKey, hostIdentifier, platformType, hostDetails, secretName, fingerprint, enrolledAt, lastSeen, upstreamKey, revokedAt,
+             certificateNames) =
+            try row.decode((String, ByteBuffer, String?, String, String, String, String?, String?, Double, Double?, ByteBuffer?, Double?, String?).self)
         return NodeRecord(
             id: id, keyHash: Array(keyHash.readableBytesView), hostKey: hostKey, hostIdentifier: hostIdentifier,
             platformType: platformType, hostDetails: hostDetails, secretName: secretName, certificateFingerprint: fingerprint,
             enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)),
-            upstreamKey: upstreamKey.map { Array($0.readableBytesView) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)))
+            upstreamKey: upstreamKey.map { Array($0.readableBytesView) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)),
+            certificateNames: NodeRecord.certificateNames(fromText: certificateNames))
     }
 }

@@ -39,11 +39,15 @@ final class SQLiteNodeStore: NodeStore {
                 ALTER TABLE nodes ADD COLUMN revoked_at DOUBLE;
                 """)
         }
+        // Campaign targeting by certificate name (docs/admin-api.md).
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE nodes ADD COLUMN certificate_names TEXT")
+        }
         try migrator.migrate(pool)
     }
 
     private static let columns =
-        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen, upstream_key, revoked_at"
+        "id, key_hash, host_key, host_identifier, platform_type, host_details, secret_name, certificate_fingerprint, enrolled_at, last_seen, upstream_key, revoked_at, certificate_names"
 
     func node(keyHash: [UInt8]) async throws -> NodeRecord? {
         try await pool.read { db in
@@ -99,19 +103,20 @@ final class SQLiteNodeStore: NodeStore {
                     sql: """
                         UPDATE nodes SET key_hash = ?, host_identifier = ?, platform_type = ?, host_details = ?,
                             secret_name = ?, certificate_fingerprint = ?, enrolled_at = ?, last_seen = ?,
-                            upstream_key = ?, revoked_at = ? WHERE id = ?
+                            upstream_key = ?, revoked_at = ?, certificate_names = ? WHERE id = ?
                         """,
                     arguments: [Data(node.keyHash), node.hostIdentifier, node.platformType, node.hostDetails,
                                 node.secretName, node.certificateFingerprint, node.enrolledAt.timeIntervalSince1970,
                                 node.lastSeen?.timeIntervalSince1970, node.upstreamKey.map { Data($0) },
-                                node.revokedAt?.timeIntervalSince1970, node.id])
+                                node.revokedAt?.timeIntervalSince1970, node.certificateNamesText, node.id])
             } else {
                 try db.execute(
-                    sql: "INSERT INTO nodes (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    sql: "INSERT INTO nodes (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     arguments: [node.id, Data(node.keyHash), node.hostKey, node.hostIdentifier, node.platformType,
                                 node.hostDetails, node.secretName, node.certificateFingerprint,
                                 node.enrolledAt.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970,
-                                node.upstreamKey.map { Data($0) }, node.revokedAt?.timeIntervalSince1970])
+                                node.upstreamKey.map { Data($0) }, node.revokedAt?.timeIntervalSince1970,
+                                node.certificateNamesText])
             }
             return previous
         }
@@ -137,12 +142,14 @@ final class SQLiteNodeStore: NodeStore {
         let lastSeen: Double? = row["last_seen"]
         let upstreamKey: Data? = row["upstream_key"]
         let revokedAt: Double? = row["revoked_at"]
+        let certificateNames: String? = row["certificate_names"]
         return NodeRecord(
             id: row["id"], keyHash: Array(keyHash), hostKey: row["host_key"], hostIdentifier: row["host_identifier"],
             platformType: row["platform_type"], hostDetails: row["host_details"], secretName: row["secret_name"],
             certificateFingerprint: row["certificate_fingerprint"],
             enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)),
-            upstreamKey: upstreamKey.map { Array($0) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)))
+            upstreamKey: upstreamKey.map { Array($0) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)),
+            certificateNames: NodeRecord.certificateNames(fromText: certificateNames))
     }
 }
 

@@ -2,33 +2,79 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import Support
 
-/// The CLI's side of the admin API: the address and bearer token come from the configuration
-/// named by `--config`, so the commands work on the gateway host without more flags.
+/// The CLI's side of the admin API: the address, bearer token and TLS settings come from the
+/// configuration named by `--config`, so the commands work on the gateway host without more flags.
 struct AdminClient: Sendable {
-    let baseURL: String
-    let token: String
+    /// `admin.client`: how the CLI reaches an HTTPS admin listener (`admin.tls`).
+    struct Configuration: Sendable, Equatable {
+        /// PEM bundle the admin certificate must chain to; nil: the system's trust store.
+        var ca: String?
+        /// Presented when `admin.tls.client_ca` makes certificates credentials (then no token is needed).
+        var clientCertificate: HTTPEndpoint.ClientCertificate?
+        /// The name the admin certificate is checked against, and connected to through the listen
+        /// address; nil: the listen host (`127.0.0.1` for a wildcard address).
+        var serverName: String?
+    }
 
-    /// - Throws: `CommandFailure.configuration` when the configuration has no admin listener or token.
+    let baseURL: String
+    /// nil: the client certificate is the only credential.
+    let token: String?
+    /// nil: plain HTTP.
+    let tls: TLSConfiguration?
+    /// `serverName` -> the listen host, so the certificate is checked against the name it holds.
+    let dnsOverride: [String: String]
+
+    /// - Throws: `CommandFailure.configuration` when the configuration has no admin listener, or
+    ///   neither a token nor (over HTTPS) a client certificate, or a TLS file cannot be read.
     init(configuration: GatewayConfiguration) throws {
         guard let admin = configuration.admin else {
             throw CommandFailure.configuration("the configuration has no admin section: add admin.listen and admin.token_file")
         }
-        guard let source = admin.token else {
-            throw CommandFailure.configuration("the admin API needs admin.token_file or admin.token_env")
+        let client = admin.client
+        let usesCertificate = admin.tls?.clientCA != nil && client.clientCertificate != nil
+        if let source = admin.token {
+            token = try AdminToken(source: source).text
+        } else if usesCertificate {
+            token = nil
+        } else {
+            throw CommandFailure.configuration(
+                "the admin API needs admin.token_file or admin.token_env (or admin.tls.client_ca and admin.client.client_certificate)")
         }
-        token = try AdminToken(source: source).text
         var host = admin.listen.host
         if host == "0.0.0.0" || host.isEmpty { host = "127.0.0.1" }
         if host == "::" { host = "::1" }
-        if host.contains(":") { host = "[\(host)]" }
-        baseURL = "http://\(host):\(admin.listen.port)"
+        var urlHost = host
+        var overrides: [String: String] = [:]
+        if admin.tls != nil {
+            do {
+                tls = try OutboundTLS.configuration(ca: client.ca, clientCertificate: usesCertificate ? client.clientCertificate : nil)
+            } catch {
+                throw CommandFailure.configuration("admin.client: cannot read the CA or client certificate: \(error)")
+            }
+            if let name = client.serverName, name != host {
+                urlHost = name
+                overrides[name] = host
+            }
+        } else {
+            tls = nil
+        }
+        dnsOverride = overrides
+        if urlHost.contains(":") { urlHost = "[\(urlHost)]" }
+        baseURL = "\(admin.tls == nil ? "http" : "https")://\(urlHost):\(admin.listen.port)"
     }
 
     /// Calls `path`; returns the decoded object of a 2xx answer.
     /// - Throws: `CommandFailure.failed` with the API's `error` (exit 1) for any other answer or none.
     func call(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONObject {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.dnsOverride = dnsOverride
+        // One call of a command: a refused handshake (wrong CA, refused certificate) fails now,
+        // not after retrying until the request's timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let result = try await send(client, method, path, body: body)
             try await client.shutdown()
@@ -42,7 +88,7 @@ struct AdminClient: Sendable {
     private func send(_ client: HTTPClient, _ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> JSONObject {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
-        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         request.headers.add(name: "Accept", value: "application/json")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
@@ -65,15 +111,34 @@ struct AdminClient: Sendable {
     }
 }
 
+extension AdminClient.Configuration {
+    /// `admin.client`: `ca` (PEM bundle for the admin certificate; default the system's store),
+    /// `client_certificate` with `client_key` (presented to `admin.tls.client_ca`), `server_name`
+    /// (the name to check the admin certificate against; default the listen host).
+    init(reading section: MappingReader) {
+        self.init()
+        ca = section.configPath("ca")
+        let certificate = section.configPath("client_certificate")
+        let key = section.configPath("client_key")
+        if let certificate, let key { clientCertificate = .init(certificate: certificate, privateKey: key) }
+        if (certificate == nil) != (key == nil) {
+            section.reader.report(section.key("client_key"), section.node, "client_certificate and client_key go together")
+        }
+        serverName = section.string("server_name")
+    }
+}
+
 extension AdminClient {
     /// Prints the list `GET path` answers under `key`: one JSON line an entry with `--format json`,
     /// else a table of `header` with the cells `row` gives for each entry. Prints nothing when the
     /// answer holds no such list.
-    func list(_ path: String, key: String, format: OutputFormat, header: [String], row: (JSONValue) -> [String]) async throws {
+    func list(
+        _ path: String, key: String, format: OutputFormat, header: [String], output: CommandOutput = .standard, row: (JSONValue) -> [String]
+    ) async throws {
         let answer = try await call(.GET, path)
         guard case .array(let entries)? = answer[key] else { return }
-        if format == .json { for entry in entries { print(entry.line) }; return }
-        printTable(header, entries.map(row))
+        if format == .json { for entry in entries { output.line(entry.line) }; return }
+        printTable(header, entries.map(row), output: output)
     }
 }
 
@@ -82,8 +147,8 @@ enum OutputFormat: String, CaseIterable, Sendable {
     case table, json
 }
 
-/// Prints aligned columns.
-func printTable(_ header: [String], _ rows: [[String]]) {
+/// Prints aligned columns: each but the last padded to its widest cell, two spaces apart.
+func printTable(_ header: [String], _ rows: [[String]], output: CommandOutput = .standard) {
     var widths = header.map(\.count)
     for row in rows {
         for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
@@ -93,8 +158,8 @@ func printTable(_ header: [String], _ rows: [[String]]) {
             i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
         }.joined(separator: "  ")
     }
-    print(line(header))
-    for row in rows { print(line(row)) }
+    output.line(line(header))
+    for row in rows { output.line(line(row)) }
 }
 
 extension JSONValue {

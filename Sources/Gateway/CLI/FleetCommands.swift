@@ -13,9 +13,11 @@ struct QueryCommand: AsyncParsableCommand {
         commandName: "query",
         abstract: "Run a live query on enrolled nodes and print the rows as they arrive.",
         discussion: """
-            Targets: --all, or any of --host GLOB, --node ID (repeatable) and --platform P. The campaign \
-            keeps running on the gateway after this command returns, until it expires (--expires, 10m by \
-            default); `osquery-gateway queries show ID` shows everything stored for it.
+            Targets: --all, --node ID (repeatable), or conditions that must all hold: --host GLOB, \
+            --platform P, --secret NAME (the enroll secret, repeatable), --tag TAG (all must be present), \
+            --version RANGE (osquery version, such as '>=5.10'), --cert GLOB (the enrollment certificate's \
+            subject, common name or DNS name, repeatable). The campaign keeps running on the gateway after \
+            this command returns, until it expires (--expires, 10m by default); `osquery-gateway queries show ID` shows everything stored for it.
             --format json prints one object per row ({"campaign_id","host_identifier","node_id","row"}) \
             and one per failed node ({"campaign_id","error","host_identifier","node_id","status"}).
             """)
@@ -25,6 +27,13 @@ struct QueryCommand: AsyncParsableCommand {
     @Option(name: .customLong("host"), help: "Host identifier glob (repeatable).") var hosts: [String] = []
     @Option(name: .customLong("node"), help: "Node id (repeatable).") var nodes: [String] = []
     @Option(help: "Platform, such as linux, darwin, windows or ubuntu.") var platform: String?
+    @Option(name: .customLong("secret"), help: "Enroll secret name the node enrolled with (repeatable).") var secrets: [String] = []
+    @Option(name: .customLong("tag"), help: "Tag of the node's enroll secret (repeatable; all must be present).") var tags: [String] = []
+    // `--version` is also the root command's flag; this option, declared here, takes it after `query`.
+    @Option(name: [.customLong("version"), .customLong("osquery-version")], help: "osquery version range, such as '>=5.10' or '>=5.0 <5.12'.")
+    var osqueryVersion: String?
+    @Option(name: .customLong("cert"), help: "Glob over the enrollment certificate's subject, common name or DNS names (repeatable).")
+    var certificates: [String] = []
     @Flag(help: "Every enrolled node.") var all = false
     @Option(help: "Name of the campaign (the query name the sinks see).") var name: String?
     @Option(help: "How long to wait for answers, such as 60s.") var wait = "60s"
@@ -33,25 +42,35 @@ struct QueryCommand: AsyncParsableCommand {
 
     func run() async throws {
         await CommandFailure.exitOnFailure {
-            guard let waitFor = DurationText.parse(self.wait) else { throw CommandFailure.usage("--wait must be a duration such as 60s") }
-            guard all || !hosts.isEmpty || !nodes.isEmpty || platform != nil else {
-                throw CommandFailure.usage("give a target: --all, --host, --node or --platform")
-            }
-            let client = try AdminClient(configuration: try options.load())
-            var body = JSONObject([
-                ("sql", .string(sql)), ("all", .bool(all)), ("hosts", .array(hosts.map(JSONValue.string))),
-                ("node_ids", .array(nodes.map(JSONValue.string))), ("platforms", .array(platform.map { [JSONValue.string($0)] } ?? [])),
-            ])
-            if let name { body["name"] = .string(name) }
-            if let expires { body["expires_in"] = .string(expires) }
-            let started = try await client.call(.POST, "/api/queries", body: .object(body))
-            guard let id = started["query"]?["id"]?.string else { throw CommandFailure.failed("admin API: no query id in the answer") }
-            try await follow(id, client: client, deadline: ContinuousClock.now + waitFor)
+            try await execute(client: try AdminClient(configuration: try options.load()), output: .standard)
         }
     }
 
-    private func follow(_ id: String, client: AdminClient, deadline: ContinuousClock.Instant) async throws {
-        let progress = isatty(STDERR_FILENO) == 1
+    /// Starts the campaign and follows it, writing to `output` (tests record it).
+    /// - Throws: `CommandFailure` for bad flags (usage) or an API error.
+    func execute(client: AdminClient, output: CommandOutput) async throws {
+        guard let waitFor = DurationText.parse(self.wait) else { throw CommandFailure.usage("--wait must be a duration such as 60s") }
+        guard all || !target.isEmpty else {
+            throw CommandFailure.usage("give a target: --all, --host, --node, --platform, --secret, --tag, --version or --cert")
+        }
+        var body = JSONObject([("sql", .string(sql))])
+        for (key, value) in target.json.object?.members ?? [] { body[key] = value }
+        if let name { body["name"] = .string(name) }
+        if let expires { body["expires_in"] = .string(expires) }
+        let started = try await client.call(.POST, "/api/queries", body: .object(body))
+        guard let id = started["query"]?["id"]?.string else { throw CommandFailure.failed("admin API: no query id in the answer") }
+        try await follow(id, client: client, deadline: ContinuousClock.now + waitFor, output: output)
+    }
+
+    /// The campaign target the flags give (the admin API's request members).
+    var target: CampaignTarget {
+        CampaignTarget(
+            all: all, nodeIDs: nodes, hosts: hosts, platforms: platform.map { [$0] } ?? [], secrets: secrets, tags: tags,
+            osqueryVersion: osqueryVersion, certificates: certificates)
+    }
+
+    private func follow(_ id: String, client: AdminClient, deadline: ContinuousClock.Instant, output: CommandOutput) async throws {
+        let progress = output.isTerminal
         var printed = Set<String>()
         var header: [String]?
         while true {
@@ -65,47 +84,48 @@ struct QueryCommand: AsyncParsableCommand {
                 if state == "answered" { answered += 1 }
                 if state == "failed" { failed += 1 }
                 guard state == "answered" || state == "failed", printed.insert(nodeID).inserted else { continue }
-                if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                if progress { output.note("\r\u{1B}[K") }
                 if state == "failed" {
                     let message = node["message"]?.string ?? ""
                     if format == .json {
-                        print(JSONValue.object(JSONObject([
+                        output.line(JSONValue.object(JSONObject([
                             ("campaign_id", .string(id)), ("node_id", .string(nodeID)), ("host_identifier", .string(host)),
                             ("error", .string(message)), ("status", node["status"] ?? .null),
                         ])).line)
                     } else {
-                        FileHandle.standardError.write(Data("\(host): failed: \(message)\n".utf8))
+                        output.note("\(host): failed: \(message)\n")
                     }
                     continue
                 }
                 guard case .array(let rows)? = node["rows"] else { continue }
                 for row in rows {
                     if format == .json {
-                        print(JSONValue.object(JSONObject([
+                        output.line(JSONValue.object(JSONObject([
                             ("campaign_id", .string(id)), ("node_id", .string(nodeID)), ("host_identifier", .string(host)), ("row", row),
                         ])).line)
                     } else {
                         let columns = header ?? (row.object?.keys.sorted() ?? [])
                         if header == nil {
                             header = columns
-                            print((["host_identifier"] + columns).joined(separator: "\t"))
+                            output.line((["host_identifier"] + columns).joined(separator: "\t"))
                         }
-                        print(([host] + columns.map { row[$0]?.cellText ?? "" }).joined(separator: "\t"))
+                        output.line(([host] + columns.map { row[$0]?.cellText ?? "" }).joined(separator: "\t"))
                     }
                 }
             }
-            fflush(nil)  // every stream: rows appear as they arrive, also through a pipe
+            output.flush()  // rows appear as they arrive, also through a pipe
             let done = answered + failed == nodes.count
             if progress {
-                FileHandle.standardError.write(Data("\r\u{1B}[K\(answered) of \(nodes.count) hosts answered, \(failed) failed".utf8))
+                output.note("\r\u{1B}[K\(answered) of \(nodes.count) hosts answered, \(failed) failed")
             }
             if done || ContinuousClock.now >= deadline {
-                if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+                if progress { output.note("\n") }
                 let silent = nodes.filter { ["pending", "sent", "expired", "cancelled"].contains($0["state"]?.string ?? "") }
                     .map { $0["host_identifier"]?.string ?? "" }
                 if !silent.isEmpty {
-                    FileHandle.standardError.write(Data("never answered (\(silent.count)): \(silent.joined(separator: ", "))\n".utf8))
+                    output.note("never answered (\(silent.count)): \(silent.joined(separator: ", "))\n")
                 }
+                output.flush()
                 return
             }
             try await Task.sleep(for: .milliseconds(500))
@@ -125,32 +145,36 @@ struct QueriesCommand: AsyncParsableCommand {
 
     func run() async throws {
         await CommandFailure.exitOnFailure {
-            let client = try AdminClient(configuration: try options.load())
-            switch words.first {
-            case nil:
-                try await client.list("/api/queries", key: "queries", format: format,
-                                      header: ["id", "name", "state", "answered", "failed", "targeted", "sql"]) { query in
-                    [query["id"]?.cellText ?? "", query["name"]?.cellText ?? "-", query["state"]?.cellText ?? "",
-                     query["counts"]?["answered"]?.cellText ?? "0", query["counts"]?["failed"]?.cellText ?? "0",
-                     query["targeted"]?.cellText ?? "0", query["sql"]?.cellText ?? ""]
-                }
-            case "show"?, "cancel"?:
-                guard words.count == 2 else { throw CommandFailure.usage("usage: queries \(words[0]) ID") }
-                let answer = words[0] == "show"
-                    ? try await client.call(.GET, "/api/queries/\(words[1])")
-                    : try await client.call(.POST, "/api/queries/\(words[1])/cancel")
-                if format == .json || words[0] == "cancel" { print(JSONValue.object(answer).line); return }
-                print(answer["query"]?.line ?? "")
-                guard case .array(let nodes)? = answer["nodes"] else { return }
-                printTable(["host_identifier", "node_id", "state", "status", "message", "rows"], nodes.map { node in
-                    var rowCount = "-"
-                    if case .array(let rows)? = node["rows"] { rowCount = String(rows.count) }
-                    return [node["host_identifier"]?.cellText ?? "", node["node_id"]?.cellText ?? "", node["state"]?.cellText ?? "",
-                            node["status"]?.cellText ?? "-", node["message"]?.cellText ?? "-", rowCount]
-                })
-            default:
-                throw CommandFailure.usage("usage: queries [show ID | cancel ID]")
+            try await execute(client: try AdminClient(configuration: try options.load()), output: .standard)
+        }
+    }
+
+    /// Lists, shows or cancels, writing to `output` (tests record it).
+    func execute(client: AdminClient, output: CommandOutput) async throws {
+        switch words.first {
+        case nil:
+            try await client.list("/api/queries", key: "queries", format: format,
+                                  header: ["id", "name", "state", "answered", "failed", "targeted", "sql"], output: output) { query in
+                [query["id"]?.cellText ?? "", query["name"]?.cellText ?? "-", query["state"]?.cellText ?? "",
+                 query["counts"]?["answered"]?.cellText ?? "0", query["counts"]?["failed"]?.cellText ?? "0",
+                 query["targeted"]?.cellText ?? "0", query["sql"]?.cellText ?? ""]
             }
+        case "show"?, "cancel"?:
+            guard words.count == 2 else { throw CommandFailure.usage("usage: queries \(words[0]) ID") }
+            let answer = words[0] == "show"
+                ? try await client.call(.GET, "/api/queries/\(words[1])")
+                : try await client.call(.POST, "/api/queries/\(words[1])/cancel")
+            if format == .json || words[0] == "cancel" { output.line(JSONValue.object(answer).line); return }
+            output.line(answer["query"]?.line ?? "")
+            guard case .array(let nodes)? = answer["nodes"] else { return }
+            printTable(["host_identifier", "node_id", "state", "status", "message", "rows"], nodes.map { node in
+                var rowCount = "-"
+                if case .array(let rows)? = node["rows"] { rowCount = String(rows.count) }
+                return [node["host_identifier"]?.cellText ?? "", node["node_id"]?.cellText ?? "", node["state"]?.cellText ?? "",
+                        node["status"]?.cellText ?? "-", node["message"]?.cellText ?? "-", rowCount]
+            }, output: output)
+        default:
+            throw CommandFailure.usage("usage: queries [show ID | cancel ID]")
         }
     }
 }
@@ -167,23 +191,27 @@ struct NodesCommand: AsyncParsableCommand {
 
     func run() async throws {
         await CommandFailure.exitOnFailure {
-            let client = try AdminClient(configuration: try options.load())
-            switch words.first {
-            case nil:
-                try await client.list("/api/nodes", key: "nodes", format: format,
-                                      header: ["id", "host_identifier", "platform", "osquery", "last_seen", "revoked_at"]) { node in
-                    ["id", "host_identifier", "platform", "osquery_version", "last_seen", "revoked_at"].map { node[$0]?.cellText ?? "-" }
-                }
-            case "show"?, "revoke"?:
-                guard words.count == 2 else { throw CommandFailure.usage("usage: nodes \(words[0]) ID|HOST") }
-                let path = "/api/nodes/\(Self.escaped(words[1]))"
-                let answer = words[0] == "show"
-                    ? try await client.call(.GET, path)
-                    : try await client.call(.POST, path + "/revoke")
-                print((answer["node"] ?? .null).line)
-            default:
-                throw CommandFailure.usage("usage: nodes [show ID|HOST | revoke ID|HOST]")
+            try await execute(client: try AdminClient(configuration: try options.load()), output: .standard)
+        }
+    }
+
+    /// Lists, shows or revokes, writing to `output` (tests record it).
+    func execute(client: AdminClient, output: CommandOutput) async throws {
+        switch words.first {
+        case nil:
+            try await client.list("/api/nodes", key: "nodes", format: format,
+                                  header: ["id", "host_identifier", "platform", "osquery", "last_seen", "revoked_at"], output: output) { node in
+                ["id", "host_identifier", "platform", "osquery_version", "last_seen", "revoked_at"].map { node[$0]?.cellText ?? "-" }
             }
+        case "show"?, "revoke"?:
+            guard words.count == 2 else { throw CommandFailure.usage("usage: nodes \(words[0]) ID|HOST") }
+            let path = "/api/nodes/\(Self.escaped(words[1]))"
+            let answer = words[0] == "show"
+                ? try await client.call(.GET, path)
+                : try await client.call(.POST, path + "/revoke")
+            output.line((answer["node"] ?? .null).line)
+        default:
+            throw CommandFailure.usage("usage: nodes [show ID|HOST | revoke ID|HOST]")
         }
     }
 

@@ -36,8 +36,10 @@ struct Campaign: Sendable, Equatable {
 }
 
 /// Which nodes a campaign asks: every node, or those with one of `nodeIDs`, or those matching the
-/// host-identifier globs and platforms (the node facts of config targeting, `AgentConfigTarget`;
-/// both kinds given means both must hold). Revoked nodes are never asked.
+/// conditions, which are the node facts of config targeting (`AgentConfigTarget.Match`, the one
+/// matcher): host-identifier globs, platforms, enroll-secret names, tags, an osquery version range
+/// and certificate-name globs. Every condition given must hold; `all` and `nodeIDs` add nodes.
+/// Revoked nodes are never asked.
 struct CampaignTarget: Sendable, Equatable {
     var all = false
     var nodeIDs: [String] = []
@@ -45,39 +47,71 @@ struct CampaignTarget: Sendable, Equatable {
     var hosts: [String] = []
     /// osquery platform names or `os_version.platform` values, as in config targeting.
     var platforms: [String] = []
+    /// Names of the enroll secret the node enrolled with (any of them).
+    var secrets: [String] = []
+    /// Tags of that secret (`enrollment.secrets[].tags`); all must be present.
+    var tags: [String] = []
+    /// An osquery version range such as `>=5.10` or `>=5.0 <5.12`, checked when parsed.
+    var osqueryVersion: String?
+    /// Globs over the subject, common name and DNS names of the certificate the node enrolled with.
+    var certificates: [String] = []
 
-    var isEmpty: Bool { !all && nodeIDs.isEmpty && hosts.isEmpty && platforms.isEmpty }
+    var isEmpty: Bool { !all && nodeIDs.isEmpty && !hasConditions }
 
-    func matches(_ node: NodeRecord, tags: [String]) -> Bool {
-        if node.revokedAt != nil { return false }
-        if all || nodeIDs.contains(node.id) { return true }
-        guard !hosts.isEmpty || !platforms.isEmpty else { return false }
-        let facts = NodeFacts(
-            hostIdentifier: node.hostIdentifier, platformType: node.platformType, hostDetails: node.hostDetails,
-            secretName: node.secretName, tags: tags, certificate: nil)
-        let target = AgentConfigTarget(
-            name: "campaign", match: .init(platforms: platforms, hostIdentifiers: hosts), sources: [])
-        return target.matches(facts)
+    /// Whether any fact condition is given.
+    var hasConditions: Bool {
+        !hosts.isEmpty || !platforms.isEmpty || !secrets.isEmpty || !tags.isEmpty || osqueryVersion != nil || !certificates.isEmpty
     }
 
-    /// `{"all":false,"hosts":[...],"node_ids":[...],"platforms":[...]}`
+    /// The conditions as config targeting's match (nil for a version range that does not parse:
+    /// it then matches no node, and `QueryRoutes` refuses it before a campaign is made).
+    var match: AgentConfigTarget.Match? {
+        var match = AgentConfigTarget.Match(platforms: platforms, hostIdentifiers: hosts, secrets: secrets, certificates: certificates, tags: tags)
+        if let osqueryVersion {
+            guard let range = VersionRange(osqueryVersion) else { return nil }
+            match.versions = range
+        }
+        return match
+    }
+
+    func matches(_ node: NodeRecord, tags nodeTags: [String]) -> Bool {
+        if node.revokedAt != nil { return false }
+        if all || nodeIDs.contains(node.id) { return true }
+        guard hasConditions, let match else { return false }
+        return AgentConfigTarget(name: "campaign", match: match, sources: []).matches(NodeFacts(node: node, tags: nodeTags))
+    }
+
+    /// `{"all":false,"certificates":[...],"hosts":[...],"node_ids":[...],"osquery_version":null,
+    /// "platforms":[...],"secrets":[...],"tags":[...]}`
     var json: JSONValue {
         .object(JSONObject([
             ("all", .bool(all)),
             ("node_ids", .array(nodeIDs.map(JSONValue.string))),
             ("hosts", .array(hosts.map(JSONValue.string))),
             ("platforms", .array(platforms.map(JSONValue.string))),
+            ("secrets", .array(secrets.map(JSONValue.string))),
+            ("tags", .array(tags.map(JSONValue.string))),
+            ("osquery_version", .optional(osqueryVersion)),
+            ("certificates", .array(certificates.map(JSONValue.string))),
         ]))
     }
 
-    init(all: Bool = false, nodeIDs: [String] = [], hosts: [String] = [], platforms: [String] = []) {
+    init(
+        all: Bool = false, nodeIDs: [String] = [], hosts: [String] = [], platforms: [String] = [], secrets: [String] = [],
+        tags: [String] = [], osqueryVersion: String? = nil, certificates: [String] = []
+    ) {
         self.all = all
         self.nodeIDs = nodeIDs
         self.hosts = hosts
         self.platforms = platforms
+        self.secrets = secrets
+        self.tags = tags
+        self.osqueryVersion = osqueryVersion
+        self.certificates = certificates
     }
 
-    /// Reads `json`'s form back (as stored); missing members are empty.
+    /// Reads `json`'s form back (as stored); missing members are empty (campaigns stored before
+    /// a condition existed).
     init(json: JSONValue) {
         func strings(_ key: String) -> [String] {
             guard case .array(let items)? = json[key] else { return [] }
@@ -87,6 +121,10 @@ struct CampaignTarget: Sendable, Equatable {
         nodeIDs = strings("node_ids")
         hosts = strings("hosts")
         platforms = strings("platforms")
+        secrets = strings("secrets")
+        tags = strings("tags")
+        osqueryVersion = json["osquery_version"]?.string
+        certificates = strings("certificates")
     }
 }
 

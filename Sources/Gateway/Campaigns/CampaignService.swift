@@ -60,7 +60,12 @@ final class CampaignService: Service, Sendable {
     func create(sql: String, name: String?, target: CampaignTarget, lifetime: Duration?, at now: Date = Date()) async throws -> (Campaign, [CampaignNode]) {
         let sql = sql.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !sql.isEmpty else { throw Refusal(description: "sql is empty") }
-        guard !target.isEmpty else { throw Refusal(description: "no target: give all, node_ids, hosts or platforms") }
+        guard !target.isEmpty else {
+            throw Refusal(description: "no target: give all, node_ids, hosts, platforms, secrets, tags, osquery_version or certificates")
+        }
+        if let version = target.osqueryVersion, VersionRange(version) == nil {
+            throw Refusal(description: "osquery_version must be a range such as >=5.10 or \">=5.0 <5.12\", found \"\(version)\"")
+        }
         let lifetime = lifetime ?? configuration.defaultLifetime
         guard lifetime > .zero, lifetime <= configuration.maxLifetime else {
             throw Refusal(description: "expires_in must be above 0 and at most \(configuration.maxLifetime.components.seconds)s")

@@ -57,7 +57,7 @@ struct EnrollmentService: Sendable {
             hostKey: vouched ? (request.hostKey ?? certificateHostKey) : certificateHostKey,
             hostIdentifier: request.hostIdentifier, platformType: request.platformType, hostDetails: request.hostDetails,
             secretName: secret?.name, certificateFingerprint: certificate?.fingerprint, enrolledAt: Date(), lastSeen: Date(),
-            upstreamKey: upstreamKey)
+            upstreamKey: upstreamKey, certificateNames: certificate?.names ?? [])
         let previous: NodeRecord?
         do {
             previous = try await store.save(record)

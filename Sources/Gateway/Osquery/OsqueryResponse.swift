@@ -23,6 +23,20 @@ enum OsqueryResponse {
             body: .init(byteBuffer: gzipped))
     }
 
+    /// config for a `--tls_node_api` agent: `{"config":"<the config as JSON text>"}`, which osquery
+    /// unwraps (plugins/config/tls_config.cpp). Never gzipped: every agent reads a plain answer, and
+    /// the node API is too rare to keep a second compressed copy of each config.
+    ///
+    /// osquery also turns `\u00XX` in the unwrapped text into raw bytes (`unescapeUnicode`), so a
+    /// config string holding a control character other than tab, CR or LF cannot reach such an agent.
+    static func nodeAPIConfig(json config: ByteBuffer) -> Response {
+        var out = Array("{\"config\":".utf8)
+        out.reserveCapacity(config.readableBytes + config.readableBytes / 8 + 16)
+        JSONString.write(utf8: config.readableBytesView, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return json(ByteBuffer(bytes: out))
+    }
+
     /// logger and distributed write: the batch is stored, the agent may drop it.
     static var accepted: Response { json(emptyObject) }
 

@@ -10,8 +10,9 @@ import NIOCore
 /// Controllers only decode (`Osquery/`), call a service and answer (`OsqueryResponse`); every
 /// failure is an `OsqueryError` that renders itself, or an `OsqueryBodyError` the error middleware
 /// renders. The node key is taken from `Authorization: NodeKey` when present (osquery 5.23+
-/// sends it beside the body field, always with the same value), else from the body; a body that
-/// names `node_key` twice counts the first, as osquery's own JSON reader does.
+/// sends it beside the body field, always with the same value), else from the `--tls_node_api`
+/// URL (`NodeAPIMiddleware`), else from the body; a body that names `node_key` twice counts the
+/// first, as osquery's own JSON reader does.
 struct OsqueryRoutes: Sendable {
     let endpoints: OsqueryEndpoints
     /// For enroll, config and distributed read: small bodies.
@@ -34,6 +35,8 @@ struct OsqueryRoutes: Sendable {
     func register(on router: Router<GatewayRequestContext>) {
         router.post(RouterPath(endpoints.enroll)) { request, context in try await self.enroll(request, context) }
         router.post(RouterPath(endpoints.config)) { request, context in try await self.config(request, context) }
+        // `--tls_node_api` agents fetch config with a body-less GET.
+        router.get(RouterPath(endpoints.config)) { request, context in try await self.config(request, context) }
         router.post(RouterPath(endpoints.logger)) { request, context in try await self.log(request, context) }
         router.post(RouterPath(endpoints.distributedRead)) { request, context in try await self.distributedRead(request, context) }
         router.post(RouterPath(endpoints.distributedWrite)) { request, context in try await self.distributedWrite(request, context) }
@@ -64,6 +67,9 @@ struct OsqueryRoutes: Sendable {
             }
             config = local
         }
+        // A node-API agent reads the config from a string member (plugins/config/tls_config.cpp),
+        // and only such an agent sends a GET.
+        if context.isNodeAPI || request.method == .get { return OsqueryResponse.nodeAPIConfig(json: config.json) }
         let gzip = request.headers[.acceptEncoding]?.lowercased().contains("gzip") == true
         return OsqueryResponse.config(json: config.json, gzipped: config.gzipped, acceptsGzip: gzip)
     }
@@ -159,14 +165,14 @@ struct OsqueryRoutes: Sendable {
     }
 
     /// Carve block, passed through to the backend. Blocks carry no key in the body: with the 5.23
-    /// `Authorization: NodeKey` header the node is authenticated, else the backend knows the block
-    /// by its `session_id`.
+    /// `Authorization: NodeKey` header or a node-API URL the node is authenticated, else the
+    /// backend knows the block by its `session_id`.
     func carveBlock(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         guard let upstream else { throw OsqueryError.notFound("no osquery endpoint at this path") }
         let origin = try await self.origin(request, context)
         var node: NodeRecord?
-        if let headerKey = request.headers.nodeKey {
-            node = try await authenticator.authenticate(nodeKey: headerKey, certificate: origin.certificate, origin: origin)
+        if let key = context.nodeKey(outsideBodyOf: request) {
+            node = try await authenticator.authenticate(nodeKey: key, certificate: origin.certificate, origin: origin)
         }
         let body = try await largeBodies.read(request)
         return OsqueryResponse.json(try await upstream.passThrough.carve(.carveBlock, node, body: body, origin: origin))
@@ -196,15 +202,15 @@ struct OsqueryRoutes: Sendable {
 
     /// The one authentication step of every node endpoint.
     ///
-    /// With `Authorization: NodeKey` (osquery 5.23+) the node is authenticated from the header
+    /// With `Authorization: NodeKey` (osquery 5.23+) or a node-API URL the node is authenticated
     /// *before* the body is read or inflated, so an unknown key never costs a 256 MiB inflate; the
-    /// body's `node_key` is used only when there is no header.
+    /// body's `node_key` is used only when neither has one (node-API bodies carry none).
     private func authenticated<Body: NodeKeyed>(
         _ request: Request, _ context: GatewayRequestContext, _ reader: RequestBodyReader, decode: (ByteBuffer) throws -> Body
     ) async throws -> Authenticated<Body> {
         let origin = try await self.origin(request, context)
-        if let headerKey = request.headers.nodeKey {
-            let node = try await authenticator.authenticate(nodeKey: headerKey, certificate: origin.certificate, origin: origin)
+        if let key = context.nodeKey(outsideBodyOf: request) {
+            let node = try await authenticator.authenticate(nodeKey: key, certificate: origin.certificate, origin: origin)
             let raw = try await reader.read(request)
             return Authenticated(node: node, origin: origin, body: try decode(raw), raw: raw)
         }

@@ -1,4 +1,5 @@
 import Crypto
+import NIOCore
 import NIOSSL
 import Support
 import SwiftASN1
@@ -46,5 +47,25 @@ struct PeerCertificate: Sendable, Equatable {
         subjectAlternativeNames = alternatives
         let serialBytes = Array(parsed.serialNumber.bytes.drop { $0 == 0 })
         serial = serialBytes.isEmpty ? "00" : Hex.encode(serialBytes)
+    }
+}
+
+extension PeerCertificate {
+    /// The names certificate globs are matched against, in this order: the subject, the common
+    /// name, the DNS names (config targeting, campaign targeting, `admin.tls.client_names`).
+    var names: [String] {
+        var names = [subject]
+        if let commonName { names.append(commonName) }
+        return names + dnsNames
+    }
+}
+
+extension Channel {
+    /// The verified client certificate of this TLS connection, if one was presented.
+    ///
+    /// Costs one hop to the connection's event loop; only for channels with an `NIOSSLHandler`.
+    func verifiedPeerCertificate() async throws -> PeerCertificate? {
+        guard let certificate = try await nioSSL_peerCertificate().get() else { return nil }
+        return try PeerCertificate(certificate)
     }
 }

@@ -7,17 +7,21 @@ import X509
 /// checks what BoringSSL would only find out at the first handshake: that the key belongs to the
 /// certificate. A mismatch would otherwise start a server on which every handshake fails.
 enum TLSMaterial {
-    /// - Parameter problem: makes a problem for a key, naming its line in the file.
+    /// - Parameters:
+    ///   - prefix: the section the files were read from (`tls`, `admin.tls`), for the problems' keys.
+    ///   - problem: makes a problem for a key, naming its line in the file.
     /// - Throws: `ConfigurationError` naming the key and the file of each problem.
-    static func check(_ tls: AgentTLS.Configuration, file: String?, problem: (String, String) -> ConfigurationProblem) throws {
+    static func check(
+        _ tls: AgentTLS.Configuration, file: String?, at prefix: String = "tls", problem: (String, String) -> ConfigurationProblem
+    ) throws {
         var problems: [ConfigurationProblem] = []
         var leaf: Certificate?
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate)
             if let first = chain.first { leaf = try? Certificate(derEncoded: try first.toDERBytes()) }
-            if chain.isEmpty { problems.append(problem("tls.certificate", "\(tls.certificate) holds no PEM certificate")) }
+            if chain.isEmpty { problems.append(problem("\(prefix).certificate", "\(tls.certificate) holds no PEM certificate")) }
         } catch {
-            problems.append(problem("tls.certificate", "\(tls.certificate) is not a PEM certificate (\(error))"))
+            problems.append(problem("\(prefix).certificate", "\(tls.certificate) is not a PEM certificate (\(error))"))
         }
         do {
             _ = try NIOSSLPrivateKey(file: tls.privateKey, format: .pem)
@@ -25,18 +29,18 @@ enum TLSMaterial {
                 let key = try? Certificate.PrivateKey(pemEncoded: text), key.publicKey != leaf.publicKey
             {
                 problems.append(problem(
-                    "tls.private_key", "\(tls.privateKey) does not belong to the certificate in \(tls.certificate)"))
+                    "\(prefix).private_key", "\(tls.privateKey) does not belong to the certificate in \(tls.certificate)"))
             }
         } catch {
-            problems.append(problem("tls.private_key", "\(tls.privateKey) is not a PEM private key (\(error))"))
+            problems.append(problem("\(prefix).private_key", "\(tls.privateKey) is not a PEM private key (\(error))"))
         }
         if let ca = tls.clientCA {
             do {
                 if try NIOSSLCertificate.fromPEMFile(ca).isEmpty {
-                    problems.append(problem("tls.client_ca", "\(ca) holds no PEM certificate"))
+                    problems.append(problem("\(prefix).client_ca", "\(ca) holds no PEM certificate"))
                 }
             } catch {
-                problems.append(problem("tls.client_ca", "\(ca) is not a PEM certificate bundle (\(error))"))
+                problems.append(problem("\(prefix).client_ca", "\(ca) is not a PEM certificate bundle (\(error))"))
             }
         }
         if !problems.isEmpty { throw ConfigurationError(file: file, problems: problems) }

@@ -158,7 +158,7 @@ import Testing
             #expect(unknown.body == #"{"error":"no node with id or host identifier nobody"}"#)
             let bad = try await live.call(.POST, "/api/queries", json: ["sql": "SELECT 1;"])
             #expect(bad.status == 400)
-            #expect(bad.body == #"{"error":"no target: give all, node_ids, hosts or platforms"}"#)
+            #expect(bad.body == #"{"error":"no target: give all, node_ids, hosts, platforms, secrets, tags, osquery_version or certificates"}"#)
         }
     }
 }

@@ -8,7 +8,8 @@ import NIOSSL
 /// An osquery agent as docs/protocol.md describes it, for driving the real server over TLS.
 ///
 /// It sends what osqueryd 5.23 sends (headers of 1.3, bodies of sections 2-6, gzip logger bodies,
-/// `Authorization: NodeKey`, the `tls_secret_always` URL parameter, the `tls_enroll_override` field)
+/// `Authorization: NodeKey`, the `tls_secret_always` URL parameter, the `tls_enroll_override` field,
+/// the `tls_node_api` URL form)
 /// and judges each answer the way osquery does: by the body only (1.5). The status is kept for tests
 /// that assert it, but never decides success.
 final class AgentEmulator: @unchecked Sendable {
@@ -46,6 +47,8 @@ final class AgentEmulator: @unchecked Sendable {
     var secret: String
     var hostIdentifier: String
     var instanceID = UUID().uuidString
+    /// `osquery_info.version` in the enroll body's host details.
+    var osqueryVersion = "5.23.1"
     /// osquery `--tls_enroll_override`.
     var secretField = "enroll_secret"
     /// osquery `--tls_secret_always`.
@@ -54,6 +57,13 @@ final class AgentEmulator: @unchecked Sendable {
     var compressLogs = false
     /// Send the 5.23 `Authorization` header (older agents do not).
     var sendsAuthorizationHeader = true
+    /// osquery `--tls_node_api` (docs/protocol.md#node-api): every URL but enroll's is
+    /// `/<key><path>`, go() requests (config, logger, distributed) add `&node_key=<key>`, config and
+    /// distributed bodies leave `node_key` out, and config is a body-less GET.
+    var nodeAPI = false
+    /// The key osquery put in node-API paths when it built its URLs at start (a re-enrolled agent
+    /// keeps the old one there until it restarts); nil: the current key.
+    var nodeAPIPathKey: String?
 
     /// - Parameters:
     ///   - caCertificate: the agent's `--tls_server_certs`.
@@ -98,7 +108,7 @@ final class AgentEmulator: @unchecked Sendable {
             "platform_type": "9",
             "host_details": [
                 "os_version": ["name": "Debian GNU/Linux", "version": "12", "platform": "debian", "pid_with_namespace": "0"],
-                "osquery_info": ["version": "5.23.1", "instance_id": instanceID, "uuid": "uuid-\(hostIdentifier)"],
+                "osquery_info": ["version": osqueryVersion, "instance_id": instanceID, "uuid": "uuid-\(hostIdentifier)"],
                 "system_info": ["hostname": hostIdentifier, "uuid": "uuid-\(hostIdentifier)"],
             ],
         ]
@@ -108,7 +118,8 @@ final class AgentEmulator: @unchecked Sendable {
     }
 
     func config(path: String = "/config") async throws -> Reply {
-        try await go(path, json: ["node_key": nodeKey ?? ""])
+        if nodeAPI { return try await go(path, json: nil) }
+        return try await go(path, json: ["node_key": nodeKey ?? ""])
     }
 
     func log(_ type: String, _ items: [[String: Any]], path: String = "/logger") async throws -> Reply {
@@ -116,7 +127,8 @@ final class AgentEmulator: @unchecked Sendable {
     }
 
     func distributedRead(path: String = "/distributed/read") async throws -> Reply {
-        try await go(path, json: ["node_key": nodeKey ?? ""])
+        let body: [String: Any] = nodeAPI ? [:] : ["node_key": nodeKey ?? ""]
+        return try await go(path, json: body)
     }
 
     func distributedWrite(_ results: [String: [[String: String]]], path: String = "/distributed/write") async throws -> Reply {
@@ -128,14 +140,21 @@ final class AgentEmulator: @unchecked Sendable {
             messages[id] = ""
             stats[id] = ["wall_time_ms": 3, "user_time": 1, "system_time": 0, "memory": 0]
         }
-        return try await go(path, json: [
-            "queries": results, "statuses": statuses, "messages": messages, "stats": stats, "node_key": nodeKey ?? "",
-        ])
+        var body: [String: Any] = ["queries": results, "statuses": statuses, "messages": messages, "stats": stats]
+        if !nodeAPI { body["node_key"] = nodeKey ?? "" }
+        return try await go(path, json: body)
     }
 
-    /// A go() request: on `node_invalid` the cached key is dropped, as osquery does.
-    func go(_ path: String, json: [String: Any], gzip: Bool = false) async throws -> Reply {
-        let reply = try await post(path, json: json, authorized: true, gzip: gzip)
+    /// A go() request: on `node_invalid` the cached key is dropped, as osquery does. `json` nil is
+    /// the body-less GET of a node-API config request.
+    func go(_ path: String, json: [String: Any]?, gzip: Bool = false) async throws -> Reply {
+        let reply: Reply
+        if let json {
+            let data = try JSONSerialization.data(withJSONObject: json)
+            reply = try await send(.POST, path, body: ByteBuffer(bytes: data), authorized: true, gzip: gzip, nodeKeySuffix: true)
+        } else {
+            reply = try await send(.GET, path, body: nil, authorized: true, nodeKeySuffix: true)
+        }
         if reply.outcome == .nodeInvalid { nodeKey = nil }
         return reply
     }
@@ -147,27 +166,46 @@ final class AgentEmulator: @unchecked Sendable {
         return try await post(path, body: ByteBuffer(bytes: data), authorized: authorized, gzip: gzip)
     }
 
-    /// Sends raw bytes with osquery's headers.
+    /// Sends raw bytes with osquery's headers. `authorized`: a request after enrollment, with the
+    /// key in the `Authorization` header and, in node-API mode, in the path (never enroll's).
     func post(_ path: String, body: ByteBuffer, authorized: Bool = true, gzip: Bool = false, extraHeaders: [(String, String)] = []) async throws -> Reply {
-        var url = baseURL + path
+        try await send(.POST, path, body: body, authorized: authorized, gzip: gzip, extraHeaders: extraHeaders)
+    }
+
+    /// The URL osquery builds (`TLSRequestHelper::makeURI`, then go()'s suffix).
+    func url(_ path: String, authorized: Bool, nodeKeySuffix: Bool) -> String {
+        var url = baseURL
+        if nodeAPI && authorized { url += "/" + (nodeAPIPathKey ?? nodeKey ?? "") }
+        url += path
         if secretAlways {
             url += (url.contains("?") ? "&" : "?") + secretField + "=" + secret  // not URL-encoded, as osquery does
         }
-        var request = HTTPClientRequest(url: url)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
+        // Appended even when there is no `?`, as osquery does.
+        if nodeAPI && authorized && nodeKeySuffix { url += "&node_key=" + (nodeKey ?? "") }
+        return url
+    }
+
+    /// One request as osquery sends it; `body` nil for a GET.
+    func send(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer?, authorized: Bool, gzip: Bool = false, nodeKeySuffix: Bool = false,
+        extraHeaders: [(String, String)] = []
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: url(path, authorized: authorized, nodeKeySuffix: nodeKeySuffix))
+        request.method = method
+        if body != nil { request.headers.add(name: "Content-Type", value: "application/json") }
         request.headers.add(name: "Accept", value: "application/json")
         request.headers.add(name: "User-Agent", value: "osquery/5.23.1")
         if authorized, sendsAuthorizationHeader, let nodeKey, !nodeKey.isEmpty {
             request.headers.add(name: "Authorization", value: "NodeKey \(nodeKey)")
         }
-        var payload = body
-        if gzip {
-            payload = try payload.compress(with: .gzip())
-            request.headers.add(name: "Content-Encoding", value: "gzip")
-        }
         for (name, value) in extraHeaders { request.headers.add(name: name, value: value) }
-        request.body = .bytes(payload)
+        if var payload = body {
+            if gzip {
+                payload = try payload.compress(with: .gzip())
+                request.headers.add(name: "Content-Encoding", value: "gzip")
+            }
+            request.body = .bytes(payload)
+        }
         let response = try await client.execute(request, timeout: .seconds(16))
         let bytes = try await response.body.collect(upTo: 64 << 20)
         return Reply(status: Int(response.status.code), body: String(buffer: bytes), headers: response.headers, rawBody: Array(bytes.readableBytesView))
