@@ -197,7 +197,7 @@ struct PostgresNodeStoreTests {
             let check = PostgresPool(endpoint: endpoint, logger: StoreKind.quietLogger)
             let versions = try await check.rows("SELECT version FROM gateway_migrations ORDER BY version").map { try $0.decode(Int32.self) }
             await check.shutdown()
-            #expect(versions == PostgresNodeStore.migrations.map(\.version))
+            #expect(versions == PostgresSchema.migrations.map(\.version))
         }
     }
 

@@ -67,8 +67,16 @@ enum GatewayApplication {
             upstream: upstreamNodes, logger: logger)
         for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
+        // Campaigns live where the nodes do: beside a shared node store, every gateway serves them.
+        let sharedStore = store as? PostgresNodeStore
+        let campaignStore: any CampaignStore
+        if let sharedStore {
+            campaignStore = PostgresCampaignStore(pool: sharedStore.pool)
+        } else {
+            campaignStore = try SQLiteCampaignStore(path: configuration.campaigns.path)
+        }
         let campaigns = CampaignService(
-            configuration: configuration.campaigns, store: try SQLiteCampaignStore(path: configuration.campaigns.path),
+            configuration: configuration.campaigns, store: campaignStore,
             nodes: store, tagsBySecret: configuration.tagsBySecret, logger: logger)
         try await campaigns.restore()
 

@@ -7,10 +7,9 @@ import Support
 /// The node store several gateways share (issue 12): the same `NodeStore` as `SQLiteNodeStore`,
 /// the same columns, in a PostgreSQL database.
 ///
-/// The schema is versioned (`gateway_migrations`) and migrated when the gateway starts, under a
-/// session advisory lock, so N gateways starting together migrate once and the others wait, then
-/// find nothing to do. Times are `double precision` seconds since 1970 as in SQLite, so a record
-/// reads back exactly as it was saved (timestamptz would round to microseconds).
+/// The schema is versioned and migrated when the gateway starts (`PostgresSchema`: N gateways
+/// starting together migrate once). Times are `double precision` seconds since 1970 as in SQLite,
+/// so a record reads back exactly as it was saved (timestamptz would round to microseconds).
 ///
 /// Every query has the endpoint's time limit (5 s by default, below osquery's request deadline); a
 /// database that is down or slow is an error the authenticator turns into an error body, never
@@ -21,52 +20,22 @@ final class PostgresNodeStore: NodeStore {
         var endpoint: PostgresEndpoint
     }
 
-    /// A migration: its version and its statements (one each: the extended protocol takes one).
-    struct Migration: Sendable {
-        var version: Int32
-        var statements: [String]
-    }
+    /// The store's pool, which the campaign store shares (one database, one set of connections).
+    let pool: PostgresPool
+    let configuration: Configuration
 
-    /// Append only: a version, once released, never changes (gateways of the previous release
-    /// may share the database while a fleet is upgraded).
-    static let migrations: [Migration] = [
-        Migration(version: 1, statements: [
-            """
-            CREATE TABLE gateway_nodes (
-                id text PRIMARY KEY,
-                key_hash bytea NOT NULL UNIQUE,
-                host_key text UNIQUE,
-                host_identifier text NOT NULL,
-                platform_type text NOT NULL,
-                host_details text NOT NULL,
-                secret_name text,
-                certificate_fingerprint text,
-                enrolled_at double precision NOT NULL,
-                last_seen double precision,
-                upstream_key bytea,
-                revoked_at double precision
-            )
-            """,
-            "CREATE INDEX gateway_nodes_certificate ON gateway_nodes (certificate_fingerprint)",
-        ]),
-    ]
-
-    /// The advisory lock migrations hold ("osqgw" and 1): one key per purpose in a shared database.
-    static let migrationLock: Int64 = 0x6F73_7167_7700_0001
-
-    private let pool: PostgresPool
-
-    private init(pool: PostgresPool) {
+    private init(configuration: Configuration, pool: PostgresPool) {
+        self.configuration = configuration
         self.pool = pool
     }
 
-    /// Connects and migrates the schema.
+    /// Connects and migrates the schema (`PostgresSchema`: the nodes' tables and the campaigns').
     /// - Throws: when the database cannot be reached within a minute or a migration fails; the
     ///   gateway then does not start.
     static func open(_ configuration: Configuration, logger: Logger) async throws -> PostgresNodeStore {
-        let store = PostgresNodeStore(pool: PostgresPool(endpoint: configuration.endpoint, logger: logger))
+        let store = PostgresNodeStore(configuration: configuration, pool: PostgresPool(endpoint: configuration.endpoint, logger: logger))
         do {
-            try await store.migrate()
+            try await PostgresSchema.migrate(store.pool)
         } catch {
             await store.shutdown()
             throw StartupFailure(endpoint: configuration.endpoint, reason: PostgresFailure.describe(error))
@@ -83,47 +52,6 @@ final class PostgresNodeStore: NodeStore {
     /// Closes the pool; call it after the last write (the last-seen flush).
     func shutdown() async {
         await pool.shutdown()
-    }
-
-    private func migrate() async throws {
-        let client = pool.client
-        let logger = pool.logger
-        try await pool.withTimeLimit(.seconds(60)) {
-            try await client.withConnection { connection in
-                _ = try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger).collect()
-                do {
-                    try await Self.applyMigrations(on: connection, logger: logger)
-                } catch {
-                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger).collect()
-                    throw error
-                }
-                _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger).collect()
-            }
-        }
-    }
-
-    /// Applies the migrations not yet recorded, each in a transaction with its record.
-    private static func applyMigrations(on connection: PostgresConnection, logger: Logger) async throws {
-        _ = try await connection.query(
-            "CREATE TABLE IF NOT EXISTS gateway_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-            logger: logger).collect()
-        var applied = Set<Int32>()
-        for row in try await connection.query("SELECT version FROM gateway_migrations", logger: logger).collect() {
-            applied.insert(try row.decode(Int32.self))
-        }
-        for migration in migrations where !applied.contains(migration.version) {
-            _ = try await connection.query("BEGIN", logger: logger).collect()
-            do {
-                for statement in migration.statements {
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).collect()
-                }
-                _ = try await connection.query("INSERT INTO gateway_migrations (version) VALUES (\(migration.version))", logger: logger).collect()
-                _ = try await connection.query("COMMIT", logger: logger).collect()
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger).collect()
-                throw error
-            }
-        }
     }
 
     // MARK: - NodeStore

@@ -14,7 +14,8 @@ import Support
 final class CampaignService: Service, Sendable {
     /// The `campaigns` section.
     struct Configuration: Sendable, Equatable {
-        /// The SQLite file (`campaigns.sqlite` in `data_dir` by default).
+        /// The SQLite file (`campaigns.sqlite` in `data_dir` by default); unused with a PostgreSQL
+        /// node store, whose database keeps the campaigns (`PostgresCampaignStore`).
         var path: String
         /// `accelerate` offered to a node that is given work: seconds of 5 s polling; 0 offers none.
         var accelerate = 60
@@ -42,7 +43,7 @@ final class CampaignService: Service, Sendable {
     /// Loads the active campaigns into the index (after a restart the stored states count: nodes
     /// already sent a query are not asked again, and their late answers are still taken).
     func restore(at now: Date = Date()) async throws {
-        for campaign in try await store.campaigns() where campaign.isActive(at: now) {
+        for campaign in try await store.campaigns(activeAt: now) {
             index.add(campaign, nodes: try await store.nodes(of: campaign.id))
         }
         await sweep(at: now)
@@ -95,17 +96,19 @@ final class CampaignService: Service, Sendable {
 
     /// The campaigns whose SQL `node` should run now, marked sent. Empty (no database touched) when
     /// it has none; also empty when marking them sent failed, so the next poll offers them again.
+    /// Work the store no longer has pending (another gateway sharing it sent it) is not sent again.
     func work(for node: NodeRecord, at now: Date = Date()) async -> [Campaign] {
         let work = index.takeWork(for: node.id, at: now)
         guard !work.isEmpty else { return [] }
+        let marked: Set<String>
         do {
-            try await store.markSent(work.map(\.id), node: node.id, at: now)
+            marked = Set(try await store.markSent(work.map(\.id), node: node.id, at: now))
         } catch {
             logger.warning("campaign store unavailable; queries offered on the next poll", metadata: ["gw.error": "\(error)"])
             index.giveBack(work, to: node.id)
             return []
         }
-        return work
+        return work.filter { marked.contains($0.id) }
     }
 
     /// The distributed read answer for `work`: `{"accelerate":N,"queries":{"<id>":"<sql>"}}`.
