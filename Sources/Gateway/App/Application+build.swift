@@ -79,6 +79,13 @@ enum GatewayApplication {
             configuration: configuration.campaigns, store: campaignStore,
             nodes: store, tagsBySecret: configuration.tagsBySecret, logger: logger)
         try await campaigns.restore()
+        // Gateways sharing the store keep each other's caches current (key revocations,
+        // re-enrollments, campaigns created or cancelled elsewhere).
+        let control = sharedStore.map { shared in
+            PostgresControlChannel(
+                configuration: shared.configuration.control, nodes: shared, authenticator: authenticator, campaigns: campaigns,
+                logger: logger)
+        }
 
         let limits = configuration.limits
         let budget = BodyBudget(limit: limits.inFlightBytes)
@@ -119,6 +126,7 @@ enum GatewayApplication {
             router: router, http1: http1, tls: tls, logger: logger, onServerRunning: onServerRunning)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]
+        if let control { services.append(control) }
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
             running: configuration,

@@ -15,9 +15,11 @@ import Support
 /// database that is down or slow is an error the authenticator turns into an error body, never
 /// `node_invalid`.
 final class PostgresNodeStore: NodeStore {
-    /// The `node_store` section with `postgres`: the database keys of `PostgresEndpoint`.
+    /// The `node_store` section with `postgres`: the database keys of `PostgresEndpoint`, and how
+    /// the gateways sharing it keep their caches current (`reload_every`).
     struct Configuration: Sendable, Equatable {
         var endpoint: PostgresEndpoint
+        var control = PostgresControlChannel.Configuration()
     }
 
     /// The store's pool, which the campaign store shares (one database, one set of connections).
@@ -79,10 +81,16 @@ final class PostgresNodeStore: NodeStore {
         try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes ORDER BY host_identifier, id").map(Self.record)
     }
 
+    /// With the other gateways told (`ControlMessage.keyInvalidated`) in the same statement, so
+    /// only when the row changed, and as it commits.
     func revoke(_ node: NodeRecord, at date: Date) async throws {
         try await pool.rows("""
-            UPDATE gateway_nodes SET revoked_at = \(date.timeIntervalSince1970)
-            WHERE id = \(node.id) AND key_hash = \(ByteBuffer(bytes: node.keyHash))
+            WITH revoked AS (
+                UPDATE gateway_nodes SET revoked_at = \(date.timeIntervalSince1970)
+                WHERE id = \(node.id) AND key_hash = \(ByteBuffer(bytes: node.keyHash))
+                RETURNING id
+            )
+            SELECT pg_notify(\(ControlMessage.channel), \(ControlMessage.keyInvalidated(node.keyHash).payload)) FROM revoked
             """)
     }
 
@@ -120,6 +128,11 @@ final class PostgresNodeStore: NodeStore {
                         revoked_at = \(node.revokedAt?.timeIntervalSince1970)
                     WHERE id = \(node.id)
                     """, logger: logger).collect()
+                // The old key stops working on every gateway, once this commits.
+                if previous.keyHash != node.keyHash {
+                    let payload = ControlMessage.keyInvalidated(previous.keyHash).payload
+                    _ = try await connection.query("SELECT pg_notify(\(ControlMessage.channel), \(payload))", logger: logger).collect()
+                }
             } else {
                 _ = try await connection.query("""
                     INSERT INTO gateway_nodes (\(unescaped: Self.columns)) VALUES (
@@ -142,7 +155,23 @@ final class PostgresNodeStore: NodeStore {
             UPDATE gateway_nodes SET last_seen = seen.at
             FROM unnest(\(ids)::text[], \(seconds)::float8[]) AS seen(id, at)
             WHERE gateway_nodes.id = seen.id
-            """)
+            """, background: true)
+    }
+
+    /// The nodes enrolled (or enrolled again) or revoked at `since` or later, by id: what the
+    /// backstop reload compares the cached keys with, in case a notification was missed. Times are
+    /// the enrolling gateway's clock, so the caller asks with a margin for clock skew.
+    func changes(since: Date) async throws -> [String: NodeKeyCache.Current] {
+        let seconds = since.timeIntervalSince1970
+        var changes: [String: NodeKeyCache.Current] = [:]
+        for row in try await pool.rows("""
+            SELECT id, key_hash, revoked_at IS NOT NULL FROM gateway_nodes
+            WHERE enrolled_at >= \(seconds) OR revoked_at >= \(seconds)
+            """, background: true) {
+            let (id, keyHash, revoked) = try row.decode((String, ByteBuffer, Bool).self)
+            changes[id] = NodeKeyCache.Current(keyHash: Array(keyHash.readableBytesView), revoked: revoked)
+        }
+        return changes
     }
 
     func count() async throws -> Int {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PostgresNIO
 import Support
 
@@ -11,6 +12,9 @@ import Support
 /// answer is inserted with `ON CONFLICT DO NOTHING` (an agent resending a write, to the same
 /// gateway or another, is stored once). Times are `double precision` seconds since 1970 as in the
 /// node store; host identifiers sort in byte order (`COLLATE "C"`), as SQLite sorts them.
+///
+/// Creating and cancelling a campaign notify the other gateways (`ControlMessage`); marking work
+/// sent, answers and expiry never do (every gateway expires campaigns by their own clock).
 final class PostgresCampaignStore: CampaignStore {
     private let pool: PostgresPool
 
@@ -37,7 +41,15 @@ final class PostgresCampaignStore: CampaignStore {
                 SELECT \(campaign.id), n.node_id, n.host_identifier, n.state
                 FROM unnest(\(ids)::text[], \(hosts)::text[], \(states)::text[]) AS n(node_id, host_identifier, state)
                 """, logger: logger).collect()
+            try await Self.announce(campaign.id, on: connection, logger: logger)
         }
+    }
+
+    /// Tells the other gateways that campaign `id` changed, as the transaction commits
+    /// (`PostgresControlChannel` loads it into their index, or drops it from there).
+    private static func announce(_ id: String, on connection: PostgresConnection, logger: Logger) async throws {
+        let payload = ControlMessage.campaignChanged(id).payload
+        _ = try await connection.query("SELECT pg_notify(\(ControlMessage.channel), \(payload))", logger: logger).collect()
     }
 
     func campaigns() async throws -> [Campaign] {
@@ -147,6 +159,7 @@ final class PostgresCampaignStore: CampaignStore {
             _ = try await connection.query(
                 "UPDATE gateway_campaign_nodes SET state = 'cancelled' WHERE campaign_id = \(id) AND state IN ('pending', 'sent')",
                 logger: logger).collect()
+            try await Self.announce(id, on: connection, logger: logger)
         }
     }
 
