@@ -41,7 +41,7 @@ final class CountingNodeStore: NodeStore {
 @Suite struct NodeKeyCacheTests {
     static let unknownBody = #"{"error":"unknown node key","node_invalid":true}"#
 
-    func authenticator(_ store: CountingNodeStore, unknownKeyTTL: Duration = .seconds(5)) -> NodeAuthenticator {
+    func makeAuthenticator(_ store: CountingNodeStore, unknownKeyTTL: Duration = .seconds(5)) -> NodeAuthenticator {
         var logger = Logger(label: "node-key-cache-tests")
         logger.logLevel = .critical
         return NodeAuthenticator(
@@ -71,7 +71,7 @@ final class CountingNodeStore: NodeStore {
 
     @Test func anUnknownKeyIsAnsweredFromMemoryUntilItsTTLRunsOut() async throws {
         let store = try CountingNodeStore()
-        let authenticator = authenticator(store, unknownKeyTTL: .milliseconds(300))
+        let authenticator = makeAuthenticator(store, unknownKeyTTL: .milliseconds(300))
         #expect(await outcome(authenticator, "no-such-key") == Self.unknownBody)
         #expect(await outcome(authenticator, "no-such-key") == Self.unknownBody)
         #expect(store.lookups == 1)
@@ -82,7 +82,7 @@ final class CountingNodeStore: NodeStore {
 
     @Test func anOutageIsNeverRememberedAsAnUnknownKey() async throws {
         let store = try CountingNodeStore()
-        let authenticator = authenticator(store)
+        let authenticator = makeAuthenticator(store)
         let (key, node) = try await enroll("web-1", in: store)
         store.setDown(true)
         #expect(await outcome(authenticator, key) == #"{"error":"node store unavailable"}"#)
@@ -94,7 +94,7 @@ final class CountingNodeStore: NodeStore {
 
     @Test func aKnownKeyIsReadOnceUntilItIsForgotten() async throws {
         let store = try CountingNodeStore()
-        let authenticator = authenticator(store)
+        let authenticator = makeAuthenticator(store)
         let (key, node) = try await enroll("web-1", in: store)
         for _ in 0..<3 { #expect(await outcome(authenticator, key) == "node \(node.id)") }
         #expect(store.lookups == 1)
@@ -109,7 +109,7 @@ final class CountingNodeStore: NodeStore {
 
     @Test func theBackstopForgetsOnlyKeysThatChanged() async throws {
         let store = try CountingNodeStore()
-        let authenticator = authenticator(store)
+        let authenticator = makeAuthenticator(store)
         let (keyA, nodeA) = try await enroll("web-1", in: store)
         let (keyB, nodeB) = try await enroll("web-2", in: store)
         let (keyC, nodeC) = try await enroll("web-3", in: store)

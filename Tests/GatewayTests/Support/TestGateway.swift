@@ -79,7 +79,7 @@ final class TestGateway: @unchecked Sendable {
 
     /// With a PostgreSQL node store: the channel that keeps this gateway's caches current.
     var controlChannel: PostgresControlChannel? {
-        services.lazy.compactMap { $0 as? PostgresControlChannel }.first
+        services.first { $0 is PostgresControlChannel } as? PostgresControlChannel
     }
 
     /// Drains and stops the server.
