@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 public import PostgresNIO
 import NIOSSL
 
@@ -103,11 +104,33 @@ public struct PostgresEndpoint: Sendable, Equatable, CustomStringConvertible {
         "postgres://\(username)@\(host):\(port)/\(database ?? username) (tls \(tls.rawValue))"
     }
 
-    /// The pool's configuration for postgres-nio.
-    public func clientConfiguration() -> PostgresClient.Configuration {
+    /// TLS 1.2 or later, the server's certificate verified against `ca` or the system's roots.
+    private var tlsConfiguration: TLSConfiguration {
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
         tlsConfiguration.minimumTLSVersion = .tlsv12
         if let ca { tlsConfiguration.trustRoots = .file(ca) }
+        return tlsConfiguration
+    }
+
+    /// The configuration of one connection outside the pool, with the same TLS rules and connect
+    /// time: for a session that must outlive any lease, such as the one holding `LISTEN`.
+    /// - Throws: when the TLS context cannot be made (an unreadable `ca`).
+    public func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        let mode: PostgresConnection.Configuration.TLS
+        switch tls {
+        case .disable: mode = .disable
+        case .prefer: mode = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+        case .require: mode = .require(try NIOSSLContext(configuration: tlsConfiguration))
+        }
+        var configuration = PostgresConnection.Configuration(
+            host: host, port: port, username: username, password: password, database: database, tls: mode)
+        configuration.options.connectTimeout = TimeAmount(connectTimeout)
+        return configuration
+    }
+
+    /// The pool's configuration for postgres-nio.
+    public func clientConfiguration() -> PostgresClient.Configuration {
+        let tlsConfiguration = self.tlsConfiguration
         let mode: PostgresClient.Configuration.TLS
         switch tls {
         case .disable: mode = .disable

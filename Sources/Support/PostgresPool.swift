@@ -1,5 +1,6 @@
 public import Logging
 public import PostgresNIO
+import Synchronization
 
 /// A running postgres-nio pool for one `PostgresEndpoint`, with the time limit and the error
 /// vocabulary the node store and the `postgres` sink share.
@@ -13,6 +14,13 @@ public final class PostgresPool: Sendable {
     /// For queries on a leased connection (postgres-nio logs its own background work at error only).
     public let logger: Logger
     private let runner: Task<Void, Never>
+    private let sent = Atomic<Int>(0)
+
+    /// How many queries (`rows`) and transactions this pool has run for requests: round trips to
+    /// the database, counted so that tests and benchmarks can show what a warm cache saves. Batched
+    /// background writes (`background: true`, the last-seen batches) are not counted: they happen
+    /// every few seconds whatever the load.
+    public var requestRoundTrips: Int { sent.load(ordering: .relaxed) }
 
     public init(endpoint: PostgresEndpoint, logger: Logger) {
         self.endpoint = endpoint
@@ -32,9 +40,12 @@ public final class PostgresPool: Sendable {
 
     /// Runs `query` and reads every row (which also gives its connection back to the pool), within
     /// the endpoint's query time limit.
-    /// - Parameter limit: a shorter limit instead (what is left of a larger task's time).
+    /// - Parameters:
+    ///   - limit: a shorter limit instead (what is left of a larger task's time).
+    ///   - background: not counted in `requestRoundTrips`.
     @discardableResult
-    public func rows(_ query: PostgresQuery, within limit: Duration? = nil) async throws -> [PostgresRow] {
+    public func rows(_ query: PostgresQuery, within limit: Duration? = nil, background: Bool = false) async throws -> [PostgresRow] {
+        if !background { sent.wrappingAdd(1, ordering: .relaxed) }
         let client = client
         let logger = logger
         return try await withTimeLimit(limit) { try await client.query(query, logger: logger).collect() }
@@ -46,6 +57,7 @@ public final class PostgresPool: Sendable {
     /// - Parameter limit: a shorter limit instead (what is left of a larger task's time).
     public func transaction<T: Sendable>(within limit: Duration? = nil,
                                          _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T {
+        sent.wrappingAdd(1, ordering: .relaxed)
         let client = client
         let logger = logger
         return try await withTimeLimit(limit) {

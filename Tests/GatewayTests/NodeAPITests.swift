@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import Sinks
@@ -28,7 +29,7 @@ import Testing
         ("abc/config", []),
     ])
     func targetsInTheNodeAPIFormAreSplit(target: String, expected: [String]) {
-        let split = NodeAPIMiddleware(endpoints: OsqueryEndpoints()).split(target: target)
+        let split = NodeAPIPath(endpoints: OsqueryEndpoints()).split(target: target)
         #expect((split.map { [$0.target, $0.nodeKey] } ?? []) == expected, "\(target)")
     }
 

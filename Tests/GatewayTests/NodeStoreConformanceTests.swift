@@ -199,7 +199,7 @@ struct PostgresNodeStoreTests {
             let check = PostgresPool(endpoint: endpoint, logger: StoreKind.quietLogger)
             let versions = try await check.rows("SELECT version FROM gateway_migrations ORDER BY version").map { try $0.decode(Int32.self) }
             await check.shutdown()
-            #expect(versions == PostgresNodeStore.migrations.map(\.version))
+            #expect(versions == PostgresSchema.migrations.map(\.version))
         }
     }
 
@@ -258,6 +258,30 @@ struct PostgresNodeStoreTests {
         #expect(try endpoint("  statement_timeout: 500ms\n")?.effectiveStatementTimeout == .milliseconds(500))
         #expect(try endpoint("  statement_timeout: 0s\n")?.effectiveStatementTimeout == nil)
         #expect(PostgresEndpoint.milliseconds(.milliseconds(1500)) == 1500 && PostgresEndpoint.milliseconds(.microseconds(10)) == 1)
+    }
+
+    @Test func theBackstopReloadPeriodIsAPostgresKey() throws {
+        let yaml = head + """
+            node_store:
+              postgres: "postgres://gw@db.internal/nodes"
+              reload_every: 5s
+            """
+        let configuration = try GatewayConfiguration.parse(yaml: yaml, baseDirectory: "/etc/gw", environment: [:])
+        let endpoint = PostgresEndpoint(host: "db.internal", port: 5432, username: "gw", password: nil, database: "nodes")
+        #expect(configuration.nodeStore == .postgres(.init(endpoint: endpoint, control: .init(reloadInterval: .seconds(5)))))
+        let problems = try configurationProblems(head + """
+            node_store:
+              sqlite: nodes.sqlite
+              reload_every: 5s
+            """, baseDirectory: "/etc/gw")
+        #expect(problems == ["line 9: node_store.reload_every: unknown key"])
+        let tooShort = try configurationProblems(head + """
+            node_store:
+              postgres: "postgres://gw@db.internal/nodes"
+              reload_every: 10ms
+            """, baseDirectory: "/etc/gw")
+        #expect(tooShort.count == 1)
+        #expect(tooShort.first?.hasPrefix("line 9: node_store.reload_every: must be at least") == true)
     }
 
     @Test func problemsNameTheKeyAndLine() throws {

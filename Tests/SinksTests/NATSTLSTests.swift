@@ -18,9 +18,13 @@ struct NATSTLSTests {
     /// requires a client certificate signed by the test CA.
     func startServer(_ pki: TestCertificates, directory: String, verifyClients: Bool = false) async throws -> (server: ServerProcess, url: String) {
         let port = freePort()
-        var arguments = ["-a", "127.0.0.1", "-p", "\(port)", "-js", "-sd", directory + "/store",
-                         "--tls", "--tlscert", pki.certificate, "--tlskey", pki.key]
-        if verifyClients { arguments += ["--tlsverify", "--tlscacert", pki.ca] }
+        // A file, for what no flag sets: the handshake deadline, 0.5 s by default, which a
+        // handshake on a loaded 2-core machine can miss (the server then closes the connection).
+        var tls = ["cert_file: \"\(pki.certificate)\"", "key_file: \"\(pki.key)\"", "timeout: 10"]
+        if verifyClients { tls += ["ca_file: \"\(pki.ca)\"", "verify: true"] }
+        let file = directory + "/nats.conf"
+        try "tls {\n  \(tls.joined(separator: "\n  "))\n}\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let arguments = ["-a", "127.0.0.1", "-p", "\(port)", "-js", "-sd", directory + "/store", "-c", file]
         let server = try ServerProcess(binary, arguments)
         #expect(await eventually(timeout: .seconds(10)) { isListening(port) })
         return (server, "nats://127.0.0.1:\(port)")

@@ -35,6 +35,16 @@ struct PrimitiveTests {
         #expect(Hex.encode([UInt8]()) == "")
     }
 
+    @Test("hex decodes either case back to the bytes, and refuses odd lengths and other characters")
+    func hexDecode() {
+        #expect(Hex.decode("000fa0ff") == [0x00, 0x0f, 0xa0, 0xff])
+        #expect(Hex.decode("A0fF") == [0xa0, 0xff])
+        #expect(Hex.decode("") == [])
+        #expect(Hex.decode("abc") == nil)
+        #expect(Hex.decode("zz") == nil)
+        #expect(Hex.decode("0x") == nil)
+    }
+
     @Test("constant-time comparison: equal only for equal bytes and equal lengths")
     func constantTime() {
         #expect(ConstantTime.equals(Array("secret".utf8), Array("secret".utf8)))

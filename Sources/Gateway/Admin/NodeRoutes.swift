@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Support
 
 /// `GET /api/nodes`, `GET /api/nodes/{id-or-host}`, `POST /api/nodes/{id-or-host}/revoke`
 /// (docs/admin-api.md).
@@ -25,7 +26,7 @@ struct NodeRoutes: Sendable {
                 do {
                     try await self.authenticator.revoke(node)
                 } catch {
-                    throw AdminError.unavailable("node store unavailable: \(error)")
+                    throw AdminError.unavailable("node store unavailable: \(PostgresFailure.describe(error))")
                 }
                 let id = node.id
                 node = try await self.stored { try await self.store.node(id: id) } ?? node
@@ -51,7 +52,7 @@ struct NodeRoutes: Sendable {
 
     private func stored<T>(_ work: () async throws -> T) async throws -> T {
         do { return try await work() } catch let error as AdminError { throw error } catch {
-            throw AdminError.unavailable("node store unavailable: \(error)")
+            throw AdminError.unavailable("node store unavailable: \(PostgresFailure.describe(error))")
         }
     }
 }

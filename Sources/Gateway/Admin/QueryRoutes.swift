@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Support
 import NIOCore
 
 /// `POST /api/queries`, `GET /api/queries`, `GET /api/queries/{id}`, `POST /api/queries/{id}/cancel`
@@ -18,7 +19,7 @@ struct QueryRoutes: Sendable {
             } catch let refusal as CampaignService.Refusal {
                 throw AdminError.badRequest(refusal.description)
             } catch {
-                throw AdminError.unavailable("campaign store unavailable: \(error)")
+                throw AdminError.unavailable("campaign store unavailable: \(PostgresFailure.describe(error))")
             }
             return AdminResponse.object([("query", Self.summary(created.0, nodes: created.1, at: Date()))], status: .created)
         }
@@ -154,7 +155,7 @@ struct QueryRoutes: Sendable {
 
     private func stored<T>(_ work: () async throws -> T) async throws -> T {
         do { return try await work() } catch let error as AdminError { throw error } catch {
-            throw AdminError.unavailable("campaign store unavailable: \(error)")
+            throw AdminError.unavailable("campaign store unavailable: \(PostgresFailure.describe(error))")
         }
     }
 }

@@ -67,10 +67,25 @@ enum GatewayApplication {
             upstream: upstreamNodes, logger: logger)
         for line in pipeline.spool.recoveryReport { logger.warning("spool recovery: \(line)") }
 
+        // Campaigns live where the nodes do: beside a shared node store, every gateway serves them.
+        let sharedStore = store as? PostgresNodeStore
+        let campaignStore: any CampaignStore
+        if let sharedStore {
+            campaignStore = PostgresCampaignStore(pool: sharedStore.pool)
+        } else {
+            campaignStore = try SQLiteCampaignStore(path: configuration.campaigns.path)
+        }
         let campaigns = CampaignService(
-            configuration: configuration.campaigns, store: try SQLiteCampaignStore(path: configuration.campaigns.path),
+            configuration: configuration.campaigns, store: campaignStore,
             nodes: store, tagsBySecret: configuration.tagsBySecret, logger: logger)
         try await campaigns.restore()
+        // Gateways sharing the store keep each other's caches current (key revocations,
+        // re-enrollments, campaigns created or cancelled elsewhere).
+        let control = sharedStore.map { shared in
+            PostgresControlChannel(
+                configuration: shared.configuration.control, nodes: shared, authenticator: authenticator, campaigns: campaigns,
+                logger: logger)
+        }
 
         let limits = configuration.limits
         let budget = BodyBudget(limit: limits.inFlightBytes)
@@ -95,8 +110,6 @@ enum GatewayApplication {
             campaigns: campaigns)
 
         let router = Router(context: GatewayRequestContext.self)
-        // First, so no later layer (the error middleware logs paths) sees a node key in a path.
-        router.add(middleware: NodeAPIMiddleware(endpoints: configuration.endpoints))
         router.add(middleware: OsqueryErrorMiddleware())
         router.add(middleware: SecretParameterMiddleware(field: configuration.enrollment.secretField))
         routes.register(on: router)
@@ -106,11 +119,12 @@ enum GatewayApplication {
         let handshakes = TLSHandshakeStats(logger: logger)
         let agentListener = try AgentListener(
             configuration: .init(address: configuration.listen, backlog: limits.backlog, idleTimeout: limits.idleTimeout),
-            router: router, tls: tls,
+            router: router, nodeAPI: NodeAPIPath(endpoints: configuration.endpoints), tls: tls,
             extraHandlers: { [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)] },
             logger: logger, onServerRunning: onServerRunning)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]
+        if let control { services.append(control) }
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
             running: configuration,

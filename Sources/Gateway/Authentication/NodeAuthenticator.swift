@@ -15,22 +15,28 @@ import Support
 ///   certificate, registered on first sight (osquery `--disable_enrollment` deployments);
 /// - a store failure → `unavailable`, never `nodeInvalid`, so an outage cannot re-enroll a fleet.
 ///
-/// Known nodes are cached by key hash, so polling agents cost no database read; re-enrollment
-/// through this process evicts the old key at once.
+/// Known nodes are cached by key hash, so polling agents cost no database read, and keys found
+/// unknown are remembered for `unknownKeyTTL` (`NodeKeyCache`); re-enrollment through this process
+/// evicts the old key at once, and through another gateway sharing the store when its
+/// notification arrives (`forget`, `PostgresControlChannel`).
 final class NodeAuthenticator: Sendable {
+    /// How long a key found unknown is answered `node_invalid` without asking the store again:
+    /// short, because nothing else ever makes such a key known (keys are minted at enrollment and
+    /// cached by the gateway that mints them), and it only spares the store a bad client's retries.
+    static let defaultUnknownKeyTTL: Duration = .seconds(5)
+
     private let store: any NodeStore
     private let certificateEnrollment: Bool
-    private let cache = NIOLockedValueBox([[UInt8]: NodeRecord]())
-    private let maxCached: Int
+    private let cache: NIOLockedValueBox<NodeKeyCache>
     private let unknownKeys: (any UnknownNodeKeys)?
     let lastSeen: LastSeenRecorder
 
     init(store: any NodeStore, certificateEnrollment: Bool, lastSeen: LastSeenRecorder, maxCached: Int = 200_000,
-         unknownKeys: (any UnknownNodeKeys)? = nil) {
+         unknownKeyTTL: Duration = NodeAuthenticator.defaultUnknownKeyTTL, unknownKeys: (any UnknownNodeKeys)? = nil) {
         self.store = store
         self.certificateEnrollment = certificateEnrollment
         self.lastSeen = lastSeen
-        self.maxCached = maxCached
+        cache = NIOLockedValueBox(NodeKeyCache(capacity: maxCached, unknownTTL: unknownKeyTTL))
         self.unknownKeys = unknownKeys
     }
 
@@ -57,11 +63,32 @@ final class NodeAuthenticator: Sendable {
     /// Forgets a key that stopped working (re-enrollment replaced it) and remembers the new one.
     func replaced(_ old: NodeRecord?, with new: NodeRecord) {
         cache.withLockedValue { cache in
-            if let old { cache[old.keyHash] = nil }
-            if cache.count >= maxCached { cache.removeAll(keepingCapacity: true) }
-            cache[new.keyHash] = new
+            if let old { cache.remove(old.keyHash) }
+            cache.insert(new)
         }
     }
+
+    /// Forgets what is cached for one key (another gateway revoked it or enrolled its node again):
+    /// its next request reads the store.
+    func forget(keyHash: [UInt8]) {
+        cache.withLockedValue { $0.remove(keyHash) }
+    }
+
+    /// Forgets every cached key: after the invalidation channel was down, what it missed is unknown.
+    func forgetAll() {
+        cache.withLockedValue { $0.removeAll() }
+    }
+
+    /// Forgets the cached keys that `current` (node id -> the stored key and revocation, for nodes
+    /// enrolled or revoked lately) shows to be out of date; the backstop for missed notifications.
+    /// - Returns: how many keys were forgotten.
+    @discardableResult
+    func forgetStale(_ current: [String: NodeKeyCache.Current]) -> Int {
+        cache.withLockedValue { $0.dropStale(current) }
+    }
+
+    /// How many keys are cached as known, for tests and metrics.
+    var cachedKeys: Int { cache.withLockedValue { $0.count } }
 
     /// Revokes `node`'s enrollment (the upstream backend refused its key, or an operator revoked
     /// it through the admin API): from now on its key gets
@@ -74,18 +101,20 @@ final class NodeAuthenticator: Sendable {
         revoked.revokedAt = now
         // Cached whether or not it was: a request that read the row before this revocation must
         // not cache its stale copy afterwards (see `byKey`).
-        cache.withLockedValue { cache in
-            if cache.count >= maxCached { cache.removeAll(keepingCapacity: true) }
-            cache[node.keyHash] = revoked
-        }
+        cache.withLockedValue { $0.insert(revoked) }
     }
 
     private func byKey(_ nodeKey: String, origin: AgentOrigin) async throws -> NodeRecord {
         let hash = NodeKey.hash(nodeKey)
+        let now = ContinuousClock.now
+        let (cached, generation) = cache.withLockedValue { ($0.lookup(hash, at: now), $0.generation) }
         let node: NodeRecord
-        if let cached = cache.withLockedValue({ $0[hash] }) {
-            node = cached
-        } else {
+        switch cached {
+        case .known(let known):
+            node = known
+        case .unknown:
+            throw OsqueryError.nodeInvalid("unknown node key")
+        case .miss:
             let found: NodeRecord?
             do {
                 found = try await store.node(keyHash: hash)
@@ -98,13 +127,17 @@ final class NodeAuthenticator: Sendable {
             } else if let unknownKeys {
                 loaded = try await unknownKeys.resolve(nodeKey: nodeKey, keyHash: hash, origin: origin)
             } else {
+                // A definite answer from the store (an outage threw above): remembered briefly.
+                cache.withLockedValue { cache in
+                    if cache.generation == generation { cache.insertUnknown(hash, at: now) }
+                }
                 throw OsqueryError.nodeInvalid("unknown node key")
             }
-            // What another request cached meanwhile (a revocation) wins over this read.
+            // What another request cached meanwhile (a revocation) wins over this read, and a read
+            // older than an invalidation is used once but not cached.
             node = cache.withLockedValue { cache in
-                if let newer = cache[hash] { return newer }
-                if cache.count >= maxCached { cache.removeAll(keepingCapacity: true) }
-                cache[hash] = loaded
+                if case .known(let newer) = cache.lookup(hash, at: now) { return newer }
+                if cache.generation == generation { cache.insert(loaded) }
                 return loaded
             }
         }

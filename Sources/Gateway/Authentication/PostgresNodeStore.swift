@@ -7,68 +7,37 @@ import Support
 /// The node store several gateways share (issue 12): the same `NodeStore` as `SQLiteNodeStore`,
 /// the same columns, in a PostgreSQL database.
 ///
-/// The schema is versioned (`gateway_migrations`) and migrated when the gateway starts, under a
-/// session advisory lock, so N gateways starting together migrate once and the others wait, then
-/// find nothing to do. Times are `double precision` seconds since 1970 as in SQLite, so a record
-/// reads back exactly as it was saved (timestamptz would round to microseconds).
+/// The schema is versioned and migrated when the gateway starts (`PostgresSchema`: N gateways
+/// starting together migrate once). Times are `double precision` seconds since 1970 as in SQLite,
+/// so a record reads back exactly as it was saved (timestamptz would round to microseconds).
 ///
 /// Every query has the endpoint's time limit (5 s by default, below osquery's request deadline); a
 /// database that is down or slow is an error the authenticator turns into an error body, never
 /// `node_invalid`.
 final class PostgresNodeStore: NodeStore {
-    /// The `node_store` section with `postgres`: the database keys of `PostgresEndpoint`.
+    /// The `node_store` section with `postgres`: the database keys of `PostgresEndpoint`, and how
+    /// the gateways sharing it keep their caches current (`reload_every`).
     struct Configuration: Sendable, Equatable {
         var endpoint: PostgresEndpoint
+        var control = PostgresControlChannel.Configuration()
     }
 
-    /// A migration: its version and its statements (one each: the extended protocol takes one).
-    struct Migration: Sendable {
-        var version: Int32
-        var statements: [String]
-    }
+    /// The store's pool, which the campaign store shares (one database, one set of connections).
+    let pool: PostgresPool
+    let configuration: Configuration
 
-    /// Append only: a version, once released, never changes (gateways of the previous release
-    /// may share the database while a fleet is upgraded).
-    static let migrations: [Migration] = [
-        Migration(version: 1, statements: [
-            """
-            CREATE TABLE gateway_nodes (
-                id text PRIMARY KEY,
-                key_hash bytea NOT NULL UNIQUE,
-                host_key text UNIQUE,
-                host_identifier text NOT NULL,
-                platform_type text NOT NULL,
-                host_details text NOT NULL,
-                secret_name text,
-                certificate_fingerprint text,
-                enrolled_at double precision NOT NULL,
-                last_seen double precision,
-                upstream_key bytea,
-                revoked_at double precision
-            )
-            """,
-            "CREATE INDEX gateway_nodes_certificate ON gateway_nodes (certificate_fingerprint)",
-        ]),
-        // Campaign targeting by certificate name (docs/admin-api.md); older gateways leave it null.
-        Migration(version: 2, statements: ["ALTER TABLE gateway_nodes ADD COLUMN certificate_names text"]),
-    ]
-
-    /// The advisory lock migrations hold ("osqgw" and 1): one key per purpose in a shared database.
-    static let migrationLock: Int64 = 0x6F73_7167_7700_0001
-
-    private let pool: PostgresPool
-
-    private init(pool: PostgresPool) {
+    private init(configuration: Configuration, pool: PostgresPool) {
+        self.configuration = configuration
         self.pool = pool
     }
 
-    /// Connects and migrates the schema.
+    /// Connects and migrates the schema (`PostgresSchema`: the nodes' tables and the campaigns').
     /// - Throws: when the database cannot be reached within a minute or a migration fails; the
     ///   gateway then does not start.
     static func open(_ configuration: Configuration, logger: Logger) async throws -> PostgresNodeStore {
-        let store = PostgresNodeStore(pool: PostgresPool(endpoint: configuration.endpoint, logger: logger))
+        let store = PostgresNodeStore(configuration: configuration, pool: PostgresPool(endpoint: configuration.endpoint, logger: logger))
         do {
-            try await store.migrate()
+            try await PostgresSchema.migrate(store.pool)
         } catch {
             await store.shutdown()
             throw StartupFailure(endpoint: configuration.endpoint, reason: PostgresFailure.describe(error))
@@ -85,53 +54,6 @@ final class PostgresNodeStore: NodeStore {
     /// Closes the pool; call it after the last write (the last-seen flush).
     func shutdown() async {
         await pool.shutdown()
-    }
-
-    private func migrate() async throws {
-        let client = pool.client
-        let logger = pool.logger
-        try await pool.withTimeLimit(.seconds(60)) {
-            try await client.withConnection { connection in
-                // The connection's statement_timeout is the query time; waiting for another
-                // gateway's migrations and running them may take the whole minute. RESET (back to
-                // the connection's own setting) before it returns to the pool.
-                _ = try await connection.query("SET statement_timeout = 60000", logger: logger).collect()
-                _ = try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger).collect()
-                do {
-                    try await Self.applyMigrations(on: connection, logger: logger)
-                } catch {
-                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger).collect()
-                    _ = try? await connection.query("RESET statement_timeout", logger: logger).collect()
-                    throw error
-                }
-                _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger).collect()
-                _ = try await connection.query("RESET statement_timeout", logger: logger).collect()
-            }
-        }
-    }
-
-    /// Applies the migrations not yet recorded, each in a transaction with its record.
-    private static func applyMigrations(on connection: PostgresConnection, logger: Logger) async throws {
-        _ = try await connection.query(
-            "CREATE TABLE IF NOT EXISTS gateway_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-            logger: logger).collect()
-        var applied = Set<Int32>()
-        for row in try await connection.query("SELECT version FROM gateway_migrations", logger: logger).collect() {
-            applied.insert(try row.decode(Int32.self))
-        }
-        for migration in migrations where !applied.contains(migration.version) {
-            _ = try await connection.query("BEGIN", logger: logger).collect()
-            do {
-                for statement in migration.statements {
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger).collect()
-                }
-                _ = try await connection.query("INSERT INTO gateway_migrations (version) VALUES (\(migration.version))", logger: logger).collect()
-                _ = try await connection.query("COMMIT", logger: logger).collect()
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger).collect()
-                throw error
-            }
-        }
     }
 
     // MARK: - NodeStore
@@ -159,10 +81,16 @@ final class PostgresNodeStore: NodeStore {
         try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes ORDER BY host_identifier, id").map(Self.record)
     }
 
+    /// With the other gateways told (`ControlMessage.keyInvalidated`) in the same statement, so
+    /// only when the row changed, and as it commits.
     func revoke(_ node: NodeRecord, at date: Date) async throws {
         try await pool.rows("""
-            UPDATE gateway_nodes SET revoked_at = \(date.timeIntervalSince1970)
-            WHERE id = \(node.id) AND key_hash = \(ByteBuffer(bytes: node.keyHash))
+            WITH revoked AS (
+                UPDATE gateway_nodes SET revoked_at = \(date.timeIntervalSince1970)
+                WHERE id = \(node.id) AND key_hash = \(ByteBuffer(bytes: node.keyHash))
+                RETURNING id
+            )
+            SELECT pg_notify(\(ControlMessage.channel), \(ControlMessage.keyInvalidated(node.keyHash).payload)) FROM revoked
             """)
     }
 
@@ -200,6 +128,11 @@ final class PostgresNodeStore: NodeStore {
                         revoked_at = \(node.revokedAt?.timeIntervalSince1970), certificate_names = \(node.certificateNamesText)
                     WHERE id = \(node.id)
                     """, logger: logger).collect()
+                // The old key stops working on every gateway, once this commits.
+                if previous.keyHash != node.keyHash {
+                    let payload = ControlMessage.keyInvalidated(previous.keyHash).payload
+                    _ = try await connection.query("SELECT pg_notify(\(ControlMessage.channel), \(payload))", logger: logger).collect()
+                }
             } else {
                 _ = try await connection.query("""
                     INSERT INTO gateway_nodes (\(unescaped: Self.columns)) VALUES (
@@ -222,7 +155,23 @@ final class PostgresNodeStore: NodeStore {
             UPDATE gateway_nodes SET last_seen = seen.at
             FROM unnest(\(ids)::text[], \(seconds)::float8[]) AS seen(id, at)
             WHERE gateway_nodes.id = seen.id
-            """)
+            """, background: true)
+    }
+
+    /// The nodes enrolled (or enrolled again) or revoked at `since` or later, by id: what the
+    /// backstop reload compares the cached keys with, in case a notification was missed. Times are
+    /// the enrolling gateway's clock, so the caller asks with a margin for clock skew.
+    func changes(since: Date) async throws -> [String: NodeKeyCache.Current] {
+        let seconds = since.timeIntervalSince1970
+        var changes: [String: NodeKeyCache.Current] = [:]
+        for row in try await pool.rows("""
+            SELECT id, key_hash, revoked_at IS NOT NULL FROM gateway_nodes
+            WHERE enrolled_at >= \(seconds) OR revoked_at >= \(seconds)
+            """, background: true) {
+            let (id, keyHash, revoked) = try row.decode((String, ByteBuffer, Bool).self)
+            changes[id] = NodeKeyCache.Current(keyHash: Array(keyHash.readableBytesView), revoked: revoked)
+        }
+        return changes
     }
 
     func count() async throws -> Int {

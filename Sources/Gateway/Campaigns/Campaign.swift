@@ -171,13 +171,15 @@ struct CampaignAnswer: Sendable, Equatable {
     var failed: Bool { status != 0 }
 }
 
-/// Where campaigns, their targeted nodes and their results are kept (SQLite now; a PostgreSQL store
-/// for the scale-out issue implements the same).
+/// Where campaigns, their targeted nodes and their results are kept: `SQLiteCampaignStore` beside a
+/// SQLite node store, `PostgresCampaignStore` in the database several gateways share (issue 12).
 protocol CampaignStore: Sendable {
     /// Stores a new campaign with its targeted nodes, all pending.
     func create(_ campaign: Campaign, nodes: [CampaignNode]) async throws
     /// Every campaign, newest first.
     func campaigns() async throws -> [Campaign]
+    /// The campaigns neither cancelled nor expired at `date`, newest first (what the index holds).
+    func campaigns(activeAt date: Date) async throws -> [Campaign]
     func campaign(id: String) async throws -> Campaign?
     /// The campaign's targeted nodes, by host identifier.
     func nodes(of campaignID: String) async throws -> [CampaignNode]
@@ -185,8 +187,10 @@ protocol CampaignStore: Sendable {
     func answers(of campaignID: String) async throws -> [CampaignAnswer]
     /// Per campaign, how many nodes are in each stored state.
     func stateCounts() async throws -> [String: [CampaignNodeState: Int]]
-    /// Marks `node`'s pending work in these campaigns sent.
-    func markSent(_ campaignIDs: [String], node: String, at date: Date) async throws
+    /// Marks `node`'s pending work in these campaigns sent. Returns the ids that were still pending,
+    /// in the order given: with several gateways, another may have sent the same work meanwhile, and
+    /// a node is asked once.
+    func markSent(_ campaignIDs: [String], node: String, at date: Date) async throws -> [String]
     /// Stores answers; an answer for a campaign and node already answered is ignored (osquery
     /// resends writes whose answer it did not get). Returns the answers that were new.
     func record(_ answers: [CampaignAnswer]) async throws -> [CampaignAnswer]

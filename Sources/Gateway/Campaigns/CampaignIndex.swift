@@ -19,14 +19,31 @@ final class CampaignIndex: Sendable {
     /// Adds an active campaign with its nodes' stored states (at creation all pending; after a
     /// restart as the store has them).
     func add(_ campaign: Campaign, nodes: [CampaignNode]) {
+        state.withLockedValue { Self.add(campaign, nodes: nodes, to: &$0) }
+    }
+
+    private static func add(_ campaign: Campaign, nodes: [CampaignNode], to state: inout State) {
+        state.campaigns[campaign.id] = campaign
+        var waiting = Set<String>()
+        for node in nodes where node.state.isOutstanding {
+            waiting.insert(node.nodeID)
+            if node.state == .pending { state.pending[node.nodeID, default: []].append(campaign.id) }
+        }
+        state.outstanding[campaign.id] = waiting
+    }
+
+    /// Replaces everything with `loaded` (the active campaigns with their nodes' stored states), in
+    /// one step so a poll sees either the old index or the new one: the backstop reload of gateways
+    /// sharing a store, which catches up with whatever their notifications missed.
+    /// - Returns: the campaigns that were in the index and are not in `loaded`.
+    func replace(with loaded: [(campaign: Campaign, nodes: [CampaignNode])]) -> [Campaign] {
         state.withLockedValue { state in
-            state.campaigns[campaign.id] = campaign
-            var waiting = Set<String>()
-            for node in nodes where node.state.isOutstanding {
-                waiting.insert(node.nodeID)
-                if node.state == .pending { state.pending[node.nodeID, default: []].append(campaign.id) }
-            }
-            state.outstanding[campaign.id] = waiting
+            let kept = Set(loaded.map { $0.campaign.id })
+            let dropped = state.campaigns.values.filter { !kept.contains($0.id) }
+            var fresh = State()
+            for (campaign, nodes) in loaded { Self.add(campaign, nodes: nodes, to: &fresh) }
+            state = fresh
+            return dropped
         }
     }
 

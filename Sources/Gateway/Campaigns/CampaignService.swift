@@ -14,7 +14,8 @@ import Support
 final class CampaignService: Service, Sendable {
     /// The `campaigns` section.
     struct Configuration: Sendable, Equatable {
-        /// The SQLite file (`campaigns.sqlite` in `data_dir` by default).
+        /// The SQLite file (`campaigns.sqlite` in `data_dir` by default); unused with a PostgreSQL
+        /// node store, whose database keeps the campaigns (`PostgresCampaignStore`).
         var path: String
         /// `accelerate` offered to a node that is given work: seconds of 5 s polling; 0 offers none.
         var accelerate = 60
@@ -42,10 +43,39 @@ final class CampaignService: Service, Sendable {
     /// Loads the active campaigns into the index (after a restart the stored states count: nodes
     /// already sent a query are not asked again, and their late answers are still taken).
     func restore(at now: Date = Date()) async throws {
-        for campaign in try await store.campaigns() where campaign.isActive(at: now) {
-            index.add(campaign, nodes: try await store.nodes(of: campaign.id))
+        try await reload(at: now)
+    }
+
+    // MARK: - Gateways sharing a store
+
+    /// Rebuilds the index from the store: the backstop of gateways sharing a PostgreSQL store
+    /// (every `reload_every`, and when the invalidation channel reconnects), which picks up
+    /// campaigns created or cancelled elsewhere whose notification was missed, and the states
+    /// other gateways wrote. Campaigns dropped because they expired meanwhile are marked expired.
+    /// - Throws: store errors; the index is then left as it was.
+    func reload(at now: Date = Date()) async throws {
+        var loaded: [(campaign: Campaign, nodes: [CampaignNode])] = []
+        for campaign in try await store.campaigns(activeAt: now) {
+            loaded.append((campaign, try await store.nodes(of: campaign.id)))
+        }
+        for dropped in index.replace(with: loaded) where dropped.cancelledAt == nil && now >= dropped.expiresAt {
+            try? await store.expire(dropped.id)
         }
         await sweep(at: now)
+    }
+
+    /// Loads campaign `id` again after another gateway announced it (created or cancelled): an
+    /// active one joins the index with its stored node states, an ended one leaves it.
+    /// - Throws: store errors (the backstop reload catches up later).
+    func refresh(_ id: String, at now: Date = Date()) async throws {
+        guard let campaign = try await store.campaign(id: id), campaign.isActive(at: now) else {
+            index.remove(id)
+            return
+        }
+        guard index.campaign(id) == nil else { return }
+        let nodes = try await store.nodes(of: id)
+        index.add(campaign, nodes: nodes)
+        logger.info("campaign announced by another gateway", metadata: ["gw.campaign": "\(id)", "gw.nodes": "\(nodes.count)"])
     }
 
     // MARK: - Operator side
@@ -100,17 +130,19 @@ final class CampaignService: Service, Sendable {
 
     /// The campaigns whose SQL `node` should run now, marked sent. Empty (no database touched) when
     /// it has none; also empty when marking them sent failed, so the next poll offers them again.
+    /// Work the store no longer has pending (another gateway sharing it sent it) is not sent again.
     func work(for node: NodeRecord, at now: Date = Date()) async -> [Campaign] {
         let work = index.takeWork(for: node.id, at: now)
         guard !work.isEmpty else { return [] }
+        let marked: Set<String>
         do {
-            try await store.markSent(work.map(\.id), node: node.id, at: now)
+            marked = Set(try await store.markSent(work.map(\.id), node: node.id, at: now))
         } catch {
             logger.warning("campaign store unavailable; queries offered on the next poll", metadata: ["gw.error": "\(error)"])
             index.giveBack(work, to: node.id)
             return []
         }
-        return work
+        return work.filter { marked.contains($0.id) }
     }
 
     /// The distributed read answer for `work`: `{"accelerate":N,"queries":{"<id>":"<sql>"}}`.

@@ -74,6 +74,16 @@ final class SQLiteCampaignStore: CampaignStore {
         }
     }
 
+    func campaigns(activeAt date: Date) async throws -> [Campaign] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT \(Self.campaignColumns) FROM campaigns WHERE cancelled_at IS NULL AND expires_at > ? ORDER BY created_at DESC, id",
+                arguments: [date.timeIntervalSince1970]
+            ).map(Self.campaign)
+        }
+    }
+
     func campaign(id: String) async throws -> Campaign? {
         try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT \(Self.campaignColumns) FROM campaigns WHERE id = ?", arguments: [id])
@@ -130,13 +140,16 @@ final class SQLiteCampaignStore: CampaignStore {
         }
     }
 
-    func markSent(_ campaignIDs: [String], node: String, at date: Date) async throws {
+    func markSent(_ campaignIDs: [String], node: String, at date: Date) async throws -> [String] {
         try await pool.write { db in
+            var marked: [String] = []
             for id in campaignIDs {
                 try db.execute(
                     sql: "UPDATE campaign_nodes SET state = 'sent', sent_at = ? WHERE campaign_id = ? AND node_id = ? AND state = 'pending'",
                     arguments: [date.timeIntervalSince1970, id, node])
+                if db.changesCount > 0 { marked.append(id) }
             }
+            return marked
         }
     }
 

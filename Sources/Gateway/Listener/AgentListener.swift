@@ -42,10 +42,11 @@ struct AgentListener: Service {
 
     /// - Parameters:
     ///   - router: the osquery routes; every request gets a `GatewayRequestContext`.
+    ///   - nodeAPI: turns osquery's `--tls_node_api` paths into ordinary ones before routing.
     ///   - extraHandlers: per-connection handlers placed after the HTTP codec, before the
     ///     connection's idle-time and request handling.
     init(
-        configuration: Configuration, router: Router<GatewayRequestContext>, tls: TLSConfiguration,
+        configuration: Configuration, router: Router<GatewayRequestContext>, nodeAPI: NodeAPIPath, tls: TLSConfiguration,
         extraHandlers: @escaping @Sendable () -> [any ChannelHandler],
         logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void
     ) throws {
@@ -56,7 +57,8 @@ struct AgentListener: Service {
         self.tls = try NIOSSLContext(configuration: tls)
         let responder = router.buildResponder()
         respond = { request, channel in
-            let context = GatewayRequestContext(source: .init(channel: channel, logger: logger))
+            var context = GatewayRequestContext(source: .init(channel: channel, logger: logger))
+            let request = nodeAPI.rewrite(request, context: &context)
             do {
                 return try await responder.respond(to: request, context: context)
             } catch let error as HTTPParserError {

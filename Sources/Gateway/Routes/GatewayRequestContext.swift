@@ -5,7 +5,7 @@ import NIOSSL
 
 /// Per-request state: Hummingbird's core storage, the connection (to read the client certificate),
 /// the enroll secret taken off the URL by `SecretParameterMiddleware` and the node key taken off it
-/// by `NodeAPIMiddleware`.
+/// by `NodeAPIPath`.
 struct GatewayRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel

@@ -11,7 +11,7 @@ import NIOCore
 /// failure is an `OsqueryError` that renders itself, or an `OsqueryBodyError` the error middleware
 /// renders. The node key is taken from `Authorization: NodeKey` when present (osquery 5.23+
 /// sends it beside the body field, always with the same value), else from the `--tls_node_api`
-/// URL (`NodeAPIMiddleware`), else from the body; a body that names `node_key` twice counts the
+/// URL (`NodeAPIPath`), else from the body; a body that names `node_key` twice counts the
 /// first, as osquery's own JSON reader does.
 struct OsqueryRoutes: Sendable {
     let endpoints: OsqueryEndpoints

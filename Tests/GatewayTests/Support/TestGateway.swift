@@ -14,6 +14,8 @@ final class TestGateway: @unchecked Sendable {
     let secret = "test-secret-\(UUID().uuidString.prefix(8))"
     var configuration: GatewayConfiguration
     private(set) var port = 0
+    /// The running services, for tests that look inside one (the invalidation channel).
+    private(set) var services: [any Service] = []
     private var group: ServiceGroup?
     private var task: Task<Void, any Error>?
 
@@ -66,12 +68,18 @@ final class TestGateway: @unchecked Sendable {
         let services = try await GatewayApplication.build(configuration, logger: logger, handleSignals: false, store: store, metrics: metrics) { port in
             portBox.withLockedValue { $0?.resume(returning: port); $0 = nil }
         }
+        self.services = services
         let group = ServiceGroup(configuration: .init(services: services, logger: logger))
         self.group = group
         port = await withCheckedContinuation { continuation in
             portBox.withLockedValue { $0 = continuation }
             task = Task { try await group.run() }
         }
+    }
+
+    /// With a PostgreSQL node store: the channel that keeps this gateway's caches current.
+    var controlChannel: PostgresControlChannel? {
+        services.first { $0 is PostgresControlChannel } as? PostgresControlChannel
     }
 
     /// Drains and stops the server.

@@ -22,6 +22,9 @@ final class TestBackend: @unchecked Sendable {
         case none
         /// Waits this long before answering (past the gateway's request timeout).
         case slow(Duration)
+        /// Answers only once the failure is changed again (at most a minute): a hold that lasts
+        /// exactly as long as the test needs, however slowly a loaded machine runs it.
+        case held
         /// 500 with an empty body.
         case emptyServerError
         /// 200 with a body that is not JSON.
@@ -117,6 +120,11 @@ final class TestBackend: @unchecked Sendable {
                 switch failure {
                 case .none: break
                 case .slow(let delay): try await Task.sleep(for: delay)
+                case .held:
+                    let deadline = ContinuousClock.now + .seconds(60)
+                    while state.withLockedValue({ $0.failure == .held }), ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
                 case .emptyServerError: return Response(status: .internalServerError)
                 case .garbage: return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "<html>Bad Gateway</html>")))
                 case .errorBody:

@@ -105,12 +105,13 @@ import Testing
                 // Back up: the upstream sink delivers the backend's result, and only that one.
                 try await backend.start()
                 let writes = await backend.waitFor(TestBackend.paths.distributedWrite, count: 1, timeout: .seconds(40))
-                #expect(writes.map(\.body) == [
-                    #"{"queries":{"backend_q1":[{"version":"5.23.2"}]},"statuses":{"backend_q1":0},"messages":{"backend_q1":""},"stats":{"backend_q1":{}},"node_key":"backend-key-1"}"#,
-                ])
+                let backendsOwn = #"{"queries":{"backend_q1":[{"version":"5.23.2"}]},"statuses":{"backend_q1":0},"messages":{"backend_q1":""},"stats":{"backend_q1":{}},"node_key":"backend-key-1"}"#
+                #expect(writes.map(\.body) == [backendsOwn])
                 #expect(try await agent.log("status", [statusItem("after the outage", host: "web-1")]).body == "{}")
                 #expect(await backend.waitFor(TestBackend.paths.logger, count: 1, timeout: .seconds(40)).count == 1)
-                #expect(backend.received(TestBackend.paths.distributedWrite).count == 1)
+                // Delivery is at least once (a slow answer on a loaded machine is sent again), but
+                // whatever arrived is the backend's result and never the campaign's.
+                #expect(Set(backend.received(TestBackend.paths.distributedWrite).map(\.body)) == [backendsOwn])
                 try await agent.shutdown()
             }
         }

@@ -12,8 +12,8 @@ import Testing
             try await withUpstreamGateway(backend, configure: { gateway in
                 gateway.configuration.upstream?.maxConcurrent = 2
                 gateway.configuration.upstream?.maxConcurrentWait = .milliseconds(200)
-                // Slow answers still come within the timeout: the two held slots end with answers.
-                gateway.configuration.upstream?.endpoint.requestTimeout = .seconds(13)
+                // Held answers still come within the timeout: the two held slots end with answers.
+                gateway.configuration.upstream?.endpoint.requestTimeout = .seconds(14)
             }) { gateway in
                 try await gateway.withAgent { first in
                     try await gateway.withAgent { second in
@@ -21,7 +21,7 @@ import Testing
                             for agent in [first, second, third] { try await agent.enroll() }
                             #expect(try await third.config().body == mergedConfig)
                             let configs = backend.received(TestBackend.paths.config).count
-                            backend.update { $0.failure = .slow(.seconds(10)) }
+                            backend.update { $0.failure = .held }
 
                             async let one = first.distributedRead()
                             async let two = second.distributedRead()
@@ -44,10 +44,11 @@ import Testing
                             #expect(backend.received(TestBackend.paths.enroll).count == 3)
                             #expect(third.nodeKey != nil)
 
-                            // The slow ones end with the backend's answer, and the slots are free again.
-                            #expect(try await one.body == TestBackend.queries)
-                            #expect(try await two.body == TestBackend.queries)
+                            // The held ones end with the backend's answer, and the slots are free again.
                             backend.update { $0.failure = .none }
+                            let (firstBody, secondBody) = (try await one.body, try await two.body)
+                            #expect(firstBody == TestBackend.queries)
+                            #expect(secondBody == TestBackend.queries)
                             #expect(try await third.distributedRead().body == TestBackend.queries)
                         }
                     }
@@ -68,7 +69,7 @@ import Testing
                     try await gateway.withAgent { logger in
                         try await writer.enroll()
                         try await logger.enroll()
-                        backend.update { $0.failure = .slow(.seconds(4)) }
+                        backend.update { $0.failure = .held }
                         async let written = writer.distributedWrite(["backend_q1": [["version": "5.23.1"]]])
                         #expect(await backend.waitFor(TestBackend.paths.distributedWrite, count: 1).count == 1)
 
@@ -78,10 +79,11 @@ import Testing
                         #expect(logged.body == "{}")
                         #expect(await gateway.waitForLines("osqueryd.results.log", count: 1).count == 1)
 
-                        // The write ends with the backend's answer, and its results are spooled.
-                        #expect(try await written.body == "{}")
-                        #expect(await gateway.waitForLines("osqueryd.distributed.log", count: 1).count == 1)
+                        // Let go, the write ends with the backend's answer, and its results are spooled.
                         backend.update { $0.failure = .none }
+                        let writtenBody = try await written.body
+                        #expect(writtenBody == "{}")
+                        #expect(await gateway.waitForLines("osqueryd.distributed.log", count: 1).count == 1)
                     }
                 }
             }

@@ -17,10 +17,11 @@ import Hummingbird
 /// request goes on as `/config?enroll_secret=<secret>`, so routing and `SecretParameterMiddleware`
 /// work as for any agent.
 ///
-/// - Important: this runs outside the error middleware, which logs paths: after it no layer sees a
-///   node key in a path. It never throws; a target that is not in the node-API form passes as is.
-struct NodeAPIMiddleware: RouterMiddleware {
-    typealias Context = GatewayRequestContext
+/// - Important: this runs before the router (a Hummingbird router middleware runs after the route
+///   is matched, too late to change the path) and so outside the error middleware, which logs
+///   paths: after it no layer sees a node key in a path. It never throws; a target that is not in
+///   the node-API form passes as is.
+struct NodeAPIPath: Sendable {
     /// Every endpoint path (an exact match is an ordinary request).
     let paths: Set<String>
     /// The endpoints that may follow `/<node_key>` (all but enroll), longest first, so
@@ -32,19 +33,15 @@ struct NodeAPIMiddleware: RouterMiddleware {
         nodeEndpoints = endpoints.all.filter { $0 != endpoints.enroll }.sorted { $0.count > $1.count }
     }
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let target = request.head.path, let split = split(target: target) else {
-            return try await next(request, context)
-        }
-        var context = context
+    /// The request as routing should see it, with the key moved into `context`.
+    func rewrite(_ request: Request, context: inout GatewayRequestContext) -> Request {
+        guard let target = request.head.path, let split = split(target: target) else { return request }
         context.urlNodeKey = split.nodeKey
         var head = request.head
         head.path = split.target
-        return try await next(Request(head: head, body: request.body), context)
+        return Request(head: head, body: request.body)
     }
 
-    /// The ordinary target (endpoint plus any `?...` parameters) and the node key, or nil when
-    /// `target` is not in the node-API form.
     func split(target: String) -> (target: String, nodeKey: String)? {
         var rest = Substring(target)
         var suffixKey: Substring?
