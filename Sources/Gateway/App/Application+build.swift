@@ -107,7 +107,7 @@ enum GatewayApplication {
             additionalChannelHandlers: [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)],
             idleTimeout: .nanoseconds(idle.seconds * 1_000_000_000 + idle.attoseconds / 1_000_000_000))
         let agentListener = try AgentListener(
-            configuration: .init(address: configuration.listen, backlog: limits.backlog),
+            configuration: .init(address: configuration.listen, backlog: limits.backlog, proxyProtocol: configuration.proxyProtocol),
             router: router, http1: http1, tls: tls, logger: logger, onServerRunning: onServerRunning)
 
         var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]

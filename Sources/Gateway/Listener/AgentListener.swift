@@ -26,6 +26,9 @@ struct AgentListener: Service {
         var address: ListenAddress
         /// Pending connections the kernel queues before accepting.
         var backlog: Int
+        /// Every connection starts with a PROXY protocol header (v1 or v2) naming the agent's
+        /// address (`listen.proxy_protocol`, behind HAProxy's `send-proxy`); one without is closed.
+        var proxyProtocol = false
     }
 
     let configuration: Configuration
@@ -45,8 +48,10 @@ struct AgentListener: Service {
         self.logger = logger
         self.onServerRunning = onServerRunning
         let responder = router.buildResponder()
+        let proxyProtocol = configuration.proxyProtocol
         let http = HTTP1Channel(responder: { request, writer, channel in
-            let context = GatewayRequestContext(source: .init(channel: channel, logger: logger))
+            var context = GatewayRequestContext(source: .init(channel: channel, logger: logger))
+            context.proxyProtocol = proxyProtocol
             let response: Response
             do {
                 response = try await responder.respond(to: request, context: context)
@@ -77,8 +82,9 @@ struct AgentListener: Service {
             }
         let childChannel = self.childChannel
         let logger = self.logger
+        let proxyProtocol = configuration.proxyProtocol
         let server = try await bootstrap.bind(host: configuration.address.host, port: configuration.address.port) { channel in
-            childChannel.setup(channel: channel, logger: logger)
+            Self.setup(channel, childChannel: childChannel, proxyProtocol: proxyProtocol, logger: logger)
         }
         let connections = ConnectionCount()
         await withTaskCancellationHandler {
@@ -103,6 +109,19 @@ struct AgentListener: Service {
             }
         } onCancel: {
             quiescing.initiateShutdown(promise: nil)
+        }
+    }
+
+    /// A new connection's pipeline: the PROXY protocol decoder first when the balancer sends the
+    /// header (it must see the bytes before TLS does), then TLS and HTTP/1.
+    static func setup(
+        _ channel: any Channel, childChannel: TLSChannel<HTTP1Channel>, proxyProtocol: Bool, logger: Logger
+    ) -> EventLoopFuture<TLSChannel<HTTP1Channel>.Value> {
+        guard proxyProtocol else { return childChannel.setup(channel: channel, logger: logger) }
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ProxyProtocolDecoder())
+        }.flatMap {
+            childChannel.setup(channel: channel, logger: logger)
         }
     }
 }

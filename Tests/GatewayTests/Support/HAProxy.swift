@@ -16,8 +16,8 @@ final class HAProxy: @unchecked Sendable {
         var healthPort: Int
     }
 
-    /// What HAProxy puts before the agent's bytes.
-    enum ProxyHeader: String {
+    /// The PROXY protocol header HAProxy puts before the agent's bytes, if any.
+    enum SendProxy: String {
         case none = ""
         case v1 = " send-proxy"
         case v2 = " send-proxy-v2"
@@ -46,12 +46,12 @@ final class HAProxy: @unchecked Sendable {
     /// Round robin per connection; a refused connection is retried on the next server at once
     /// (`retries`, `option redispatch 1`), and health checks every 300 ms take a dead gateway out
     /// after one failure and bring it back after one success, so tests stay fast.
-    init(backends: [Backend], proxyHeader: ProxyHeader = .none) async throws {
+    init(backends: [Backend], sendProxy: SendProxy = .none) async throws {
         guard let binary = Self.binary else { throw Failure(description: "haproxy is not installed") }
         directory = makeTemporaryDirectory("haproxy")
         port = freeLoopbackPort()
         let servers = backends.enumerated().map { index, backend in
-            "    server g\(index) 127.0.0.1:\(backend.port) check port \(backend.healthPort)\(proxyHeader.rawValue)"
+            "    server g\(index) 127.0.0.1:\(backend.port) check port \(backend.healthPort)\(sendProxy.rawValue)"
         }
         let configuration = """
             global
