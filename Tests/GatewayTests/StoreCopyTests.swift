@@ -117,12 +117,6 @@ import Testing
 struct StoreCopyCommandTests {
     static let config = #"{"options":{"logger_tls_period":5},"schedule":{"uptime":{"interval":60,"query":"SELECT * FROM uptime;"}}}"#
 
-    /// The URL the command gets for `endpoint`.
-    func url(_ endpoint: PostgresEndpoint) -> String {
-        let password = endpoint.password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0) } ?? ""
-        return "postgres://\(endpoint.username)\(password)@\(endpoint.host):\(endpoint.port)/\(endpoint.database ?? "")"
-    }
-
     @Test func agentsEnrolledOnSQLiteKeepWorkingOnPostgreSQLWithoutEnrollingAgain() async throws {
         try await StoreKind.withDatabase { endpoint in
             let gateway = try TestGateway()
@@ -149,12 +143,12 @@ struct StoreCopyCommandTests {
             let original = try await source.allNodes()
             #expect(original.allSatisfy { $0.lastSeen != nil }, "the gateway flushed last_seen when it stopped")
 
-            let first = try await GatewayRun.run(["store", "copy", "--from", sqlite.path, "--to", url(endpoint)])
+            let first = try await GatewayRun.run(["store", "copy", "--from", sqlite.path, "--to", endpoint.testURL])
             #expect(first.status == 0, "\(first.errors)")
             #expect(first.output.contains("copying 3 nodes from \(sqlite.path) to \(endpoint)\n"), "\(first.output)")
             #expect(first.output.contains("\nnodes: 3 read, 3 copied, 0 already there, 0 overwritten, 0 refused\nPostgreSQL now holds 3 nodes\n"),
                     "\(first.output)")
-            let again = try await GatewayRun.run(["store", "copy", "--from", sqlite.path, "--to", url(endpoint)])
+            let again = try await GatewayRun.run(["store", "copy", "--from", sqlite.path, "--to", endpoint.testURL])
             #expect(again.status == 0, "\(again.errors)")
             #expect(again.output.contains("\nnodes: 3 read, 0 copied, 3 already there, 0 overwritten, 0 refused\n"), "\(again.output)")
 
@@ -169,13 +163,13 @@ struct StoreCopyCommandTests {
             let fromConfig = gateway.directory + "/copy-from.yaml"
             try Data((minimalConfigurationYAML + "node_store: { sqlite: \"\(sqlite.path)\" }\n").utf8)
                 .write(to: URL(fileURLWithPath: fromConfig))
-            let refused = try await GatewayRun.run(["store", "copy", "--from", fromConfig, "--to", url(endpoint)])
+            let refused = try await GatewayRun.run(["store", "copy", "--from", fromConfig, "--to", endpoint.testURL])
             #expect(refused.status == 1)
             #expect(refused.output.contains("\nnodes: 3 read, 0 copied, 2 already there, 0 overwritten, 1 refused\n"), "\(refused.output)")
             #expect(refused.errors.contains(
                 "1 nodes were left as PostgreSQL holds them; rerun with --force to replace them with the SQLite rows:\n  \(third.id) (\(third.hostIdentifier)): differs in the destination\n"),
                 "\(refused.errors)")
-            let forced = try await GatewayRun.run(["store", "copy", "--from", fromConfig, "--to", url(endpoint), "--force"])
+            let forced = try await GatewayRun.run(["store", "copy", "--from", fromConfig, "--to", endpoint.testURL, "--force"])
             #expect(forced.status == 0, "\(forced.errors)")
             #expect(forced.output.contains("\nnodes: 3 read, 0 copied, 2 already there, 1 overwritten, 0 refused\n"), "\(forced.output)")
             #expect(try await shared.allNodes() == original)
