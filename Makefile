@@ -6,8 +6,10 @@ SHELL := /bin/bash
 DEPS := libzstd-dev libsqlite3-dev zlib1g-dev pkg-config
 # What the tests also need: the zstd CLI checks archives, curl talks to ClickHouse and NATS
 # monitoring, a real ClickHouse is the log store the clickhouse format is tested against, NATS with
-# JetStream and rsyslog are the nats and syslog sinks' servers, and openssl is the TLS syslog receiver.
-TEST_DEPS := zstd curl python3 clickhouse-server nats-server rsyslog openssl postgresql
+# JetStream and rsyslog are the nats and syslog sinks' servers, openssl is the TLS syslog receiver,
+# PostgreSQL the shared node store, and HAProxy the TCP balancer in front of two gateways (the
+# scale-out tests write its configuration and start it themselves, so it has no with-*.sh).
+TEST_DEPS := zstd curl python3 clickhouse-server nats-server rsyslog openssl postgresql haproxy
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ARGS ?=
 

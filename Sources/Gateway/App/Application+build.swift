@@ -118,7 +118,9 @@ enum GatewayApplication {
         let tls = try AgentTLS.serverConfiguration(configuration.tls, identity: identity)
         let handshakes = TLSHandshakeStats(logger: logger)
         let agentListener = try AgentListener(
-            configuration: .init(address: configuration.listen, backlog: limits.backlog, idleTimeout: limits.idleTimeout),
+            configuration: .init(
+                address: configuration.listen, backlog: limits.backlog, idleTimeout: limits.idleTimeout,
+                proxyProtocol: configuration.proxyProtocol),
             router: router, nodeAPI: NodeAPIPath(endpoints: configuration.endpoints), tls: tls,
             extraHandlers: { [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)] },
             logger: logger, onServerRunning: onServerRunning)

@@ -143,6 +143,7 @@ final class ConfigurationReloader: Service, Sendable {
             }
         }
         keep("listen", \.listen)
+        keep("listen.proxy_protocol", \.proxyProtocol)
         keep("data_dir", \.dataDir)
         keep("node_store", \.nodeStore)
         keep("spool", \.spool)

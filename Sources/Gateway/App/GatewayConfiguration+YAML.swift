@@ -47,7 +47,8 @@ extension GatewayConfiguration {
     /// Composes the sections; only checks that span two sections are made here.
     private static func read(_ top: MappingReader, reader: YAMLReader) -> GatewayConfiguration? {
         reader.dataDirectory = reader.inConfigDir(top.string("data_dir") ?? "data")
-        let listen = top.listenAddress("listen", example: "0.0.0.0:8443") ?? ListenAddress(host: "127.0.0.1", port: 8443)
+        let agentListen = top.agentListen()
+        let listen = agentListen.address ?? ListenAddress(host: "127.0.0.1", port: 8443)
         let tls = top.section("tls") { AgentTLS.Configuration(reading: $0) } ?? nil
         if top.value("tls") == nil { reader.report("tls", top.node, "is required (certificate and private_key)") }
         let endpoints = top.section("endpoints") { OsqueryEndpoints(reading: $0) } ?? OsqueryEndpoints()
@@ -101,8 +102,8 @@ extension GatewayConfiguration {
 
         guard let tls else { return nil }
         return GatewayConfiguration(
-            listen: listen, tls: tls, endpoints: endpoints, dataDir: reader.dataDirectory, enrollment: enrollment,
-            nodeStore: nodeStore, agentConfig: agentConfig, campaigns: campaigns, sinks: sinks, spool: spool, limits: limits,
-            logLevel: logLevel, admin: admin, upstream: upstream, development: development)
+            listen: listen, proxyProtocol: agentListen.proxyProtocol, tls: tls, endpoints: endpoints, dataDir: reader.dataDirectory,
+            enrollment: enrollment, nodeStore: nodeStore, agentConfig: agentConfig, campaigns: campaigns, sinks: sinks, spool: spool,
+            limits: limits, logLevel: logLevel, admin: admin, upstream: upstream, development: development)
     }
 }

@@ -8,6 +8,9 @@ import Sinks
 struct GatewayConfiguration: Sendable {
     /// Where agents connect.
     var listen = ListenAddress(host: "127.0.0.1", port: 8443)
+    /// `listen.proxy_protocol`: agents come through a TCP balancer that puts a PROXY protocol
+    /// header before each connection (docs/scale-out.md).
+    var proxyProtocol = false
     var tls: AgentTLS.Configuration
     var endpoints = OsqueryEndpoints()
     var dataDir: String

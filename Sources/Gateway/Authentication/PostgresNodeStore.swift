@@ -180,6 +180,34 @@ final class PostgresNodeStore: NodeStore {
         return Int(value)
     }
 
+    /// `node`'s values in the order of `columns`, appended to `bindings`.
+    private static func bind(_ node: NodeRecord, into bindings: inout PostgresBindings) {
+        bindings.append(node.id)
+        bindings.append(ByteBuffer(bytes: node.keyHash))
+        bindings.append(node.hostKey)
+        bindings.append(node.hostIdentifier)
+        bindings.append(node.platformType)
+        bindings.append(node.hostDetails)
+        bindings.append(node.secretName)
+        bindings.append(node.certificateFingerprint)
+        bindings.append(node.enrolledAt.timeIntervalSince1970)
+        bindings.append(node.lastSeen?.timeIntervalSince1970)
+        bindings.append(node.upstreamKey.map { ByteBuffer(bytes: $0) })
+        bindings.append(node.revokedAt?.timeIntervalSince1970)
+        bindings.append(node.certificateNamesText)
+    }
+
+    /// `($first, ..., $first+12)`: one row of `columns` in a VALUES list.
+    private static func placeholders(from first: Int) -> String {
+        "(" + (first..<first + columnCount).map { "$\($0)" }.joined(separator: ", ") + ")"
+    }
+
+    /// `key_hash = EXCLUDED.key_hash, ...`: every column but the id, from the row that was refused.
+    private static let columnCount = columns.components(separatedBy: ", ").count
+
+    private static let excludedColumns = columns.components(separatedBy: ", ").dropFirst()
+        .map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
+
     private static func record(_ row: PostgresRow) throws -> NodeRecord {
         let (id, keyHash, hostKey, hostIdentifier, platformType, hostDetails, secretName, fingerprint, enrolledAt, lastSeen, upstreamKey, revokedAt,
              certificateNames) =
@@ -190,5 +218,59 @@ final class PostgresNodeStore: NodeStore {
             enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)),
             upstreamKey: upstreamKey.map { Array($0.readableBytesView) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)),
             certificateNames: NodeRecord.certificateNames(fromText: certificateNames))
+    }
+}
+
+extension PostgresNodeStore: BulkNodeStore {
+    func nodes(after id: String?, limit: Int) async throws -> [NodeRecord] {
+        guard let id else {
+            return try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes ORDER BY id LIMIT \(limit)").map(Self.record)
+        }
+        return try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes WHERE id > \(id) ORDER BY id LIMIT \(limit)")
+            .map(Self.record)
+    }
+
+    func nodes(ids: [String]) async throws -> [NodeRecord] {
+        guard !ids.isEmpty else { return [] }
+        return try await pool.rows("SELECT \(unescaped: Self.columns) FROM gateway_nodes WHERE id = ANY(\(ids)::text[])").map(Self.record)
+    }
+
+    /// One statement for the whole batch (`ON CONFLICT DO NOTHING` covers every unique column);
+    /// `RETURNING` names the rows it inserted.
+    func insertCopies(_ nodes: [NodeRecord]) async throws -> Set<String> {
+        guard !nodes.isEmpty else { return [] }
+        var bindings = PostgresBindings(capacity: nodes.count * Self.columnCount)
+        var rows: [String] = []
+        rows.reserveCapacity(nodes.count)
+        for node in nodes {
+            rows.append(Self.placeholders(from: bindings.count + 1))
+            Self.bind(node, into: &bindings)
+        }
+        let query = PostgresQuery(
+            unsafeSQL: "INSERT INTO gateway_nodes (\(Self.columns)) VALUES \(rows.joined(separator: ", ")) ON CONFLICT DO NOTHING RETURNING id",
+            binds: bindings)
+        let inserted = try await pool.rows(query)
+        return Set(try inserted.map { try $0.decode(String.self) })
+    }
+
+    func replaceWithCopies(_ nodes: [NodeRecord]) async throws {
+        guard !nodes.isEmpty else { return }
+        try await pool.transaction { connection, logger in
+            for node in nodes {
+                _ = try await connection.query("""
+                    DELETE FROM gateway_nodes WHERE id <> \(node.id)
+                        AND (key_hash = \(ByteBuffer(bytes: node.keyHash)) OR host_key = \(node.hostKey))
+                    """, logger: logger).collect()
+                var bindings = PostgresBindings(capacity: Self.columnCount)
+                Self.bind(node, into: &bindings)
+                let upsert = PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO gateway_nodes (\(Self.columns)) VALUES \(Self.placeholders(from: 1))
+                        ON CONFLICT (id) DO UPDATE SET \(Self.excludedColumns)
+                        """,
+                    binds: bindings)
+                _ = try await connection.query(upsert, logger: logger).collect()
+            }
+        }
     }
 }

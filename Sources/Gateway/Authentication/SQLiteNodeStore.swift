@@ -110,13 +110,7 @@ final class SQLiteNodeStore: NodeStore {
                                 node.lastSeen?.timeIntervalSince1970, node.upstreamKey.map { Data($0) },
                                 node.revokedAt?.timeIntervalSince1970, node.certificateNamesText, node.id])
             } else {
-                try db.execute(
-                    sql: "INSERT INTO nodes (\(Self.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    arguments: [node.id, Data(node.keyHash), node.hostKey, node.hostIdentifier, node.platformType,
-                                node.hostDetails, node.secretName, node.certificateFingerprint,
-                                node.enrolledAt.timeIntervalSince1970, node.lastSeen?.timeIntervalSince1970,
-                                node.upstreamKey.map { Data($0) }, node.revokedAt?.timeIntervalSince1970,
-                                node.certificateNamesText])
+                try db.execute(sql: "INSERT INTO nodes (\(Self.columns)) VALUES \(Self.placeholders)", arguments: Self.arguments(node))
             }
             return previous
         }
@@ -136,6 +130,16 @@ final class SQLiteNodeStore: NodeStore {
         try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM nodes") ?? 0 }
     }
 
+    private static let placeholders = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+    /// `node`'s values in the order of `columns`.
+    private static func arguments(_ node: NodeRecord) -> StatementArguments {
+        [node.id, Data(node.keyHash), node.hostKey, node.hostIdentifier, node.platformType, node.hostDetails,
+         node.secretName, node.certificateFingerprint, node.enrolledAt.timeIntervalSince1970,
+         node.lastSeen?.timeIntervalSince1970, node.upstreamKey.map { Data($0) }, node.revokedAt?.timeIntervalSince1970,
+         node.certificateNamesText]
+    }
+
     private static func record(_ row: Row) -> NodeRecord {
         let keyHash: Data = row["key_hash"]
         let enrolledAt: Double = row["enrolled_at"]
@@ -150,6 +154,52 @@ final class SQLiteNodeStore: NodeStore {
             enrolledAt: Date(timeIntervalSince1970: enrolledAt), lastSeen: lastSeen.map(Date.init(timeIntervalSince1970:)),
             upstreamKey: upstreamKey.map { Array($0) }, revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)),
             certificateNames: NodeRecord.certificateNames(fromText: certificateNames))
+    }
+}
+
+extension SQLiteNodeStore: BulkNodeStore {
+    func nodes(after id: String?, limit: Int) async throws -> [NodeRecord] {
+        try await pool.read { db in
+            guard let id else {
+                return try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM nodes ORDER BY id LIMIT ?", arguments: [limit])
+                    .map(Self.record)
+            }
+            return try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM nodes WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit])
+                .map(Self.record)
+        }
+    }
+
+    func nodes(ids: [String]) async throws -> [NodeRecord] {
+        guard !ids.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM nodes WHERE id IN (\(marks))", arguments: StatementArguments(ids))
+                .map(Self.record)
+        }
+    }
+
+    func insertCopies(_ nodes: [NodeRecord]) async throws -> Set<String> {
+        try await pool.write { db in
+            var inserted = Set<String>()
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO nodes (\(Self.columns)) VALUES \(Self.placeholders) ON CONFLICT DO NOTHING")
+            for node in nodes {
+                try statement.execute(arguments: Self.arguments(node))
+                if db.changesCount > 0 { inserted.insert(node.id) }
+            }
+            return inserted
+        }
+    }
+
+    /// `INSERT OR REPLACE` deletes every row that collides on the id, the key hash or the host key
+    /// before it inserts: exactly what a forced copy means.
+    func replaceWithCopies(_ nodes: [NodeRecord]) async throws {
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: "INSERT OR REPLACE INTO nodes (\(Self.columns)) VALUES \(Self.placeholders)")
+            for node in nodes {
+                try statement.execute(arguments: Self.arguments(node))
+            }
+        }
     }
 }
 

@@ -30,6 +30,9 @@ struct AgentListener: Service {
         var backlog: Int
         /// Time a connection may stay idle between requests before it is closed.
         var idleTimeout: Duration
+        /// Every connection starts with a PROXY protocol header (v1 or v2) naming the agent's
+        /// address (`listen.proxy_protocol`, behind HAProxy's `send-proxy`); one without is closed.
+        var proxyProtocol = false
     }
 
     let configuration: Configuration
@@ -56,8 +59,10 @@ struct AgentListener: Service {
         self.extraHandlers = extraHandlers
         self.tls = try NIOSSLContext(configuration: tls)
         let responder = router.buildResponder()
+        let proxyProtocol = configuration.proxyProtocol
         respond = { request, channel in
             var context = GatewayRequestContext(source: .init(channel: channel, logger: logger))
+            context.proxyProtocol = proxyProtocol
             let request = nodeAPI.rewrite(request, context: &context)
             do {
                 return try await responder.respond(to: request, context: context)
@@ -89,9 +94,11 @@ struct AgentListener: Service {
                     try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelInitializer { channel in
+            .childChannelInitializer { [proxyProtocol = configuration.proxyProtocol] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    // The PROXY protocol header comes before the TLS handshake's first byte.
+                    if proxyProtocol { try pipeline.addHandler(ProxyProtocolDecoder()) }
                     try pipeline.addHandler(NIOSSLServerHandler(context: tls))
                     try pipeline.configureHTTPServerPipeline(
                         withPipeliningAssistance: true, withErrorHandling: false, withOutboundHeaderValidation: false)

@@ -14,6 +14,9 @@ struct GatewayRequestContext: RequestContext {
     /// The node key of osquery's `--tls_node_api` URL form (`/<node_key>/config&node_key=<key>`),
     /// nil for an ordinary URL, `""` when the agent had no key.
     var urlNodeKey: String?
+    /// The listener takes a PROXY protocol header (`listen.proxy_protocol`): the connection's peer
+    /// is the balancer, and the agent's address is the one the header named.
+    var proxyProtocol = false
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -32,6 +35,20 @@ struct GatewayRequestContext: RequestContext {
         if let header = request.headers.nodeKey { return header }
         if let urlNodeKey, !urlNodeKey.isEmpty { return urlNodeKey }
         return nil
+    }
+
+    /// The agent's IP address: the connection's peer, or behind a balancer that sends the PROXY
+    /// protocol the source its header named (the peer when it named none, as for the balancer's own
+    /// connections).
+    ///
+    /// Behind a balancer this costs one hop to the connection's event loop, where the decoder keeps it.
+    func agentAddress() async -> String? {
+        guard proxyProtocol else { return channel.remoteAddress?.ipAddress }
+        let channel = channel
+        let proxied = try? await channel.eventLoop.submit { () throws -> String? in
+            try channel.pipeline.syncOperations.handler(type: ProxyProtocolDecoder.self).source?.ipAddress
+        }.get()
+        return proxied ?? channel.remoteAddress?.ipAddress
     }
 
     /// The verified client certificate of this connection, if one was presented.

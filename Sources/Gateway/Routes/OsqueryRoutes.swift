@@ -224,7 +224,6 @@ struct OsqueryRoutes: Sendable {
     private func origin(_ request: Request, _ context: GatewayRequestContext) async throws -> AgentOrigin {
         var certificate: PeerCertificate?
         if certificatesInUse { certificate = try await context.peerCertificate() }
-        return AgentOrigin(
-            certificate: certificate, address: context.channel.remoteAddress?.ipAddress, userAgent: request.headers[.userAgent])
+        return AgentOrigin(certificate: certificate, address: await context.agentAddress(), userAgent: request.headers[.userAgent])
     }
 }

@@ -38,7 +38,9 @@ final class TLSHandshakeObserver: ChannelInboundHandler, RemovableChannelHandler
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !settled {
             settled = true
-            stats.failed(error, peer: context.channel.remoteAddress)
+            // Behind a balancer that sends the PROXY protocol, the agent rather than the balancer.
+            let proxied = (try? context.pipeline.syncOperations.handler(type: ProxyProtocolDecoder.self))?.source
+            stats.failed(error, peer: proxied ?? context.channel.remoteAddress)
         }
         context.fireErrorCaught(error)
     }

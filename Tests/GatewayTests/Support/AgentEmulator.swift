@@ -68,8 +68,11 @@ final class AgentEmulator: @unchecked Sendable {
     /// - Parameters:
     ///   - caCertificate: the agent's `--tls_server_certs`.
     ///   - clientPair: the agent's `--tls_client_cert` and `--tls_client_key`.
+    ///   - newConnectionPerRequest: open a new connection for every request, as osquery 5.23 does
+    ///     (docs/protocol.md#connections), so a TCP balancer spreads one agent's requests.
     init(baseURL: String, caCertificate: String, clientPair: (certificate: String, key: String)? = nil, secret: String,
-         hostIdentifier: String = "host-\(UUID().uuidString.prefix(6))", maximumTLSVersion: TLSVersion? = nil) throws {
+         hostIdentifier: String = "host-\(UUID().uuidString.prefix(6))", maximumTLSVersion: TLSVersion? = nil,
+         newConnectionPerRequest: Bool = false) throws {
         self.baseURL = baseURL
         self.secret = secret
         self.hostIdentifier = hostIdentifier
@@ -84,6 +87,7 @@ final class AgentEmulator: @unchecked Sendable {
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(5), read: .seconds(16))
         configuration.connectionPool.retryConnectionEstablishment = false
+        if newConnectionPerRequest { configuration.maximumUsesPerConnection = 1 }
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

@@ -20,21 +20,34 @@ final class RawTLSClient: @unchecked Sendable {
     private let collector: Collector
 
     /// Connects with TLS (or plain TCP when `tls` is false) to 127.0.0.1:`port`.
-    init(port: Int, caCertificate: String, tls: Bool = true) async throws {
+    /// - Parameter proxyHeader: bytes sent in plain before TLS starts, as a balancer sends a PROXY
+    ///   protocol header.
+    init(port: Int, caCertificate: String, tls: Bool = true, proxyHeader: [UInt8]? = nil) async throws {
         let collector = Collector()
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caCertificate))
         let context = try NIOSSLContext(configuration: configuration)
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let tlsAtConnect = tls && proxyHeader == nil
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if tls {
+                    if tlsAtConnect {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
                     }
                     try channel.pipeline.syncOperations.addHandler(collector)
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
+        if let proxyHeader {
+            try await channel.writeAndFlush(ByteBuffer(bytes: proxyHeader)).get()
+            if tls {
+                try await channel.eventLoop.submit {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: "localhost"), position: .first)
+                }.get()
+            }
+        }
+        self.channel = channel
         self.collector = collector
     }
 
