@@ -71,6 +71,10 @@ enum GatewayApplication {
             configuration: configuration.campaigns, store: try SQLiteCampaignStore(path: configuration.campaigns.path),
             nodes: store, tagsBySecret: configuration.tagsBySecret, logger: logger)
         try await campaigns.restore()
+        // Blocks must fit an agent request body, so the largest block follows limits.max_body.
+        let carves = CarveService(
+            configuration: configuration.carves, store: try SQLiteCarveStore(path: configuration.carves.path),
+            campaigns: campaigns.store, maxBlockBody: configuration.limits.maxBody, logger: logger)
 
         let limits = configuration.limits
         let budget = BodyBudget(limit: limits.inFlightBytes)
@@ -92,7 +96,8 @@ enum GatewayApplication {
             upstream: upstreamNodes.map { nodes in
                 UpstreamEndpoints(config: UpstreamConfig(nodes: nodes, agentConfig: agentConfig), passThrough: UpstreamPassThrough(nodes: nodes))
             },
-            campaigns: campaigns)
+            campaigns: campaigns,
+            carves: carves)
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())
@@ -110,7 +115,7 @@ enum GatewayApplication {
             configuration: .init(address: configuration.listen, backlog: limits.backlog),
             router: router, http1: http1, tls: tls, logger: logger, onServerRunning: onServerRunning)
 
-        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]
+        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns, carves]
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
             running: configuration,
@@ -124,7 +129,8 @@ enum GatewayApplication {
             let api = AdminAPI(
                 token: try admin.token.map { try AdminToken(source: $0) },
                 nodes: NodeRoutes(store: store, authenticator: authenticator),
-                queries: QueryRoutes(campaigns: campaigns))
+                queries: QueryRoutes(campaigns: campaigns),
+                carves: CarveRoutes(carves: carves))
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
                 AdminServer.make(listen: admin.listen, registry: registry, agentConfig: agentConfig, pipeline: pipeline, api: api, logger: logger)))
