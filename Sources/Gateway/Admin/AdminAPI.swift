@@ -8,10 +8,12 @@ struct AdminAPI: Sendable {
     let token: AdminToken?
     let nodes: NodeRoutes
     let queries: QueryRoutes
+    let carves: CarveRoutes
 
     func register(on router: Router<BasicRequestContext>) {
         guard token != nil else { return }
         nodes.register(on: router)
         queries.register(on: router)
+        carves.register(on: router)
     }
 }

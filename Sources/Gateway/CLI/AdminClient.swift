@@ -1,7 +1,9 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Support
 
 /// The CLI's side of the admin API: the address and bearer token come from the configuration
 /// named by `--config`, so the commands work on the gateway host without more flags.
@@ -66,6 +68,64 @@ struct AdminClient: Sendable {
 }
 
 extension AdminClient {
+    /// What `download` wrote.
+    struct Download: Sendable {
+        var bytes: Int
+        /// SHA-256 of the bytes written, lower-case hex.
+        var sha256: String
+        /// The `X-Carve-SHA256` header the API sent with it (raw downloads only).
+        var announcedSHA256: String?
+    }
+
+    /// Streams the body of `GET path` into `file` (created 0600, replaced if it exists).
+    /// - Throws: `CommandFailure.failed` with the API's `error` for a non-2xx answer, or when the
+    ///   file cannot be written or the transfer breaks off.
+    func download(_ path: String, to file: String) async throws -> Download {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let result = try await receive(client, path, to: file)
+            try await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    private func receive(_ client: HTTPClient, _ path: String, to file: String) async throws -> Download {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .hours(6))
+        } catch {
+            throw CommandFailure.failed("cannot reach the admin API at \(baseURL): \(error)")
+        }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let bytes = try? await response.body.collect(upTo: 1 << 20)
+            let reason = bytes.flatMap { (try? JSONValue(parsing: $0.readableBytesView))?["error"]?.string } ?? "HTTP \(response.status.code)"
+            throw CommandFailure.failed("admin API: \(reason)")
+        }
+        guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600]),
+            let handle = FileHandle(forWritingAtPath: file)
+        else { throw CommandFailure.failed("cannot write \(file)") }
+        var hasher = SHA256()
+        var count = 0
+        do {
+            for try await chunk in response.body {
+                let data = Data(chunk.readableBytesView)
+                hasher.update(data: data)
+                try handle.write(contentsOf: data)
+                count += data.count
+            }
+            try handle.close()
+        } catch {
+            try? handle.close()
+            throw CommandFailure.failed("download of \(path) into \(file) failed: \(error)")
+        }
+        return Download(bytes: count, sha256: Hex.encode(hasher.finalize()), announcedSHA256: response.headers.first(name: "X-Carve-SHA256"))
+    }
+
     /// Prints the list `GET path` answers under `key`: one JSON line an entry with `--format json`,
     /// else a table of `header` with the cells `row` gives for each entry. Prints nothing when the
     /// answer holds no such list.
