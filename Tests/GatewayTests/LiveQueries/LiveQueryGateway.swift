@@ -67,9 +67,11 @@ final class LiveQueryGateway: @unchecked Sendable {
     }
 }
 
-/// Runs `body` with a started live-query gateway and always stops it.
-func withLiveQueryGateway(_ body: (LiveQueryGateway) async throws -> Void) async throws {
+/// Runs `body` with a started live-query gateway and always stops it; `configure` may change its
+/// configuration before it starts.
+func withLiveQueryGateway(configure: (LiveQueryGateway) throws -> Void = { _ in }, _ body: (LiveQueryGateway) async throws -> Void) async throws {
     let live = try LiveQueryGateway()
+    try configure(live)
     try await live.gateway.start()
     do {
         try await body(live)
