@@ -129,6 +129,22 @@ extension StoreKind {
         }
     }
 
+    /// How a carve finds the campaign that asked for it: a node's answers whose rows hold its carve_guid.
+    @Test(arguments: StoreKind.available)
+    func aNodesAnswersAreFoundByTextInTheirRows(kind: StoreKind) async throws {
+        try await kind.withCampaignStore { (store: any CampaignStore) async throws in
+            try await store.create(campaign("gw-a"), nodes: [pending("n1", host: "web-1"), pending("n2", host: "web-2")])
+            try await store.create(campaign("gw-b"), nodes: [pending("n1", host: "web-1")])
+            let carve = answer("gw-a", "n1", rows: #"[{"carve_guid":"9b1e-guid","path":"/etc/hosts"}]"#)
+            let other = answer("gw-a", "n2", rows: #"[{"carve_guid":"9b1e-guid"}]"#, at: 20)
+            let unrelated = answer("gw-b", "n1", rows: #"[{"carve_guid":"another"}]"#, at: 30)
+            _ = try await store.record([carve, other, unrelated])
+            #expect(try await store.answers(from: "n1", mentioning: "9b1e-guid") == [carve])
+            #expect(try await store.answers(from: "n2", mentioning: "9b1e-guid") == [other])
+            #expect(try await store.answers(from: "n1", mentioning: "absent") == [])
+        }
+    }
+
     @Test(arguments: StoreKind.available)
     func cancellingEndsOnlyTheOutstandingNodesAndKeepsTheFirstTime(kind: StoreKind) async throws {
         try await kind.withCampaignStore { (store: any CampaignStore) async throws in

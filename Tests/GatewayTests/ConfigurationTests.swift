@@ -98,5 +98,8 @@ extension ConfigurationTests {
         #expect(configuration.admin?.listen == .init(host: "127.0.0.1", port: 9443))
         #expect(configuration.upstream?.endpoints.logger == "/api/osquery/log")
         #expect(configuration.upstream?.identityHeaders.serial == "X-Client-Cert-Serial")
+        #expect(configuration.carves == CarveService.Configuration(
+            path: "/etc/osquery-gateway/data/carves.sqlite", directory: "/etc/osquery-gateway/data/carves", maxSize: 2 << 30,
+            maxBlockSize: 8 << 20, maxOpenSessions: 64, maxSessionAge: .seconds(86_400)))
     }
 }

@@ -18,7 +18,7 @@ struct PostgresSinkTests {
     }
 
     func sink(table: String, endpoint: PostgresEndpoint? = nil, maxRecords: Int = 100) throws -> PostgresSink {
-        var configuration = PostgresSink.Configuration(name: "db", endpoint: try endpoint ?? PostgresEndpoint(url: url))
+        var configuration = PostgresSink.Configuration(name: "db", endpoint: try endpoint ?? testEndpoint())
         configuration.table = table
         configuration.batching = Batching(maxRecords: maxRecords, maxBytes: 1 << 20)
         return try PostgresSink(configuration: configuration, logger: logger)
@@ -26,9 +26,18 @@ struct PostgresSinkTests {
 
     func uniqueTable() -> String { "osquery_logs_\(UUID().uuidString.prefix(8).lowercased())" }
 
+    /// The test database, with the patience a whole suite running at once on 2 cores needs
+    /// (the tests that are about time set their own limits on top).
+    func testEndpoint() throws -> PostgresEndpoint {
+        var endpoint = try PostgresEndpoint(url: url)
+        endpoint.connectTimeout = .seconds(30)
+        endpoint.queryTimeout = .seconds(30)
+        return endpoint
+    }
+
     /// Runs `body` with a pool of its own on the test database.
     func withDatabase<T: Sendable>(_ body: (PostgresPool) async throws -> T) async throws -> T {
-        let pool = PostgresPool(endpoint: try PostgresEndpoint(url: url), logger: logger)
+        let pool = PostgresPool(endpoint: try testEndpoint(), logger: logger)
         do {
             let value = try await body(pool)
             await pool.shutdown()
@@ -165,7 +174,7 @@ struct PostgresSinkTests {
                 throw error
             }
         }
-        var endpoint = try PostgresEndpoint(url: url)
+        var endpoint = try testEndpoint()
         endpoint.queryTimeout = .milliseconds(1500)
         #expect(try await shown(endpoint) == ["1500ms", "1500ms"])
         endpoint.statementTimeout = .seconds(3)
@@ -178,11 +187,11 @@ struct PostgresSinkTests {
 
     @Test func aStatementStuckOnALockFailsTheBatchWithinItsTime() async throws {
         let table = uniqueTable()
-        var endpoint = try PostgresEndpoint(url: url)
+        var endpoint = try testEndpoint()
         endpoint.queryTimeout = .seconds(1)
         let db = try sink(table: table, endpoint: endpoint)
         try await db.healthCheck()
-        var holding = try PostgresEndpoint(url: url)
+        var holding = try testEndpoint()
         holding.queryTimeout = .seconds(20)
         let holder = PostgresPool(endpoint: holding, logger: logger)
         // Another session holds the table for 8 s; the sink's INSERT waits on its lock.
@@ -215,7 +224,7 @@ struct PostgresSinkTests {
 
     @Test func theRowByRowPassGetsOnlyWhatIsLeftOfTheBatchTime() async throws {
         let table = uniqueTable()
-        var endpoint = try PostgresEndpoint(url: url)
+        var endpoint = try testEndpoint()
         endpoint.queryTimeout = .seconds(3)
         let hasty = try sink(table: table, endpoint: endpoint)
         try await hasty.healthCheck()
@@ -256,7 +265,7 @@ struct PostgresSinkTests {
         #expect(elapsed < .seconds(8), "\(elapsed)")
         #expect(await count(table) == 0)
         // With time enough, the same batch stores its three good rows and refuses the bad one.
-        endpoint.queryTimeout = .seconds(10)
+        endpoint.queryTimeout = .seconds(30)
         let patient = try sink(table: table, endpoint: endpoint)
         #expect(await patient.deliver(batch) == .partlyRejected(indices: [3], reason: "PostgreSQL refused the record: SQLSTATE 22023: bad record"))
         await patient.close()

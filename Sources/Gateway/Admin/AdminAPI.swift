@@ -8,10 +8,12 @@ struct AdminAPI: Sendable {
     let credentials: AdminCredentials
     let nodes: NodeRoutes
     let queries: QueryRoutes
+    let carves: CarveRoutes
 
     func register(on router: Router<AdminRequestContext>) {
         guard credentials.enabled else { return }
         nodes.register(on: router)
         queries.register(on: router)
+        carves.register(on: router)
     }
 }

@@ -86,6 +86,10 @@ enum GatewayApplication {
                 configuration: shared.configuration.control, nodes: shared, authenticator: authenticator, campaigns: campaigns,
                 logger: logger)
         }
+        // Blocks must fit an agent request body, so the largest block follows limits.max_body.
+        let carves = CarveService(
+            configuration: configuration.carves, store: try SQLiteCarveStore(path: configuration.carves.path),
+            campaigns: campaigns.store, maxBlockBody: configuration.limits.maxBody, logger: logger)
 
         let limits = configuration.limits
         let budget = BodyBudget(limit: limits.inFlightBytes)
@@ -107,7 +111,8 @@ enum GatewayApplication {
             upstream: upstreamNodes.map { nodes in
                 UpstreamEndpoints(config: UpstreamConfig(nodes: nodes, agentConfig: agentConfig), passThrough: UpstreamPassThrough(nodes: nodes))
             },
-            campaigns: campaigns)
+            campaigns: campaigns,
+            carves: carves)
 
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OsqueryErrorMiddleware())
@@ -125,7 +130,7 @@ enum GatewayApplication {
             extraHandlers: { [ProtocolErrorBodyHandler(), TLSHandshakeObserver(stats: handshakes)] },
             logger: logger, onServerRunning: onServerRunning)
 
-        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns]
+        var services: [any Service] = [ShutdownAction { await pipeline.close() }, lastSeen, agentConfig, campaigns, carves]
         if let control { services.append(control) }
         services.append(pipeline.delivery)
         let reloader = ConfigurationReloader(
@@ -140,7 +145,8 @@ enum GatewayApplication {
             let api = AdminAPI(
                 credentials: AdminCredentials(token: try admin.token.map { try AdminToken(source: $0) }, tls: admin.tls),
                 nodes: NodeRoutes(store: store, authenticator: authenticator),
-                queries: QueryRoutes(campaigns: campaigns))
+                queries: QueryRoutes(campaigns: campaigns),
+                carves: CarveRoutes(carves: carves))
             services.append(NamedService(
                 "admin listener on \(admin.listen)",
                 try AdminServer.make(

@@ -155,6 +155,7 @@ final class ConfigurationReloader: Service, Sendable {
         keep("enrollment.secret_field", \.enrollment.secretField)
         keep("admin", \.admin)
         keep("campaigns", \.campaigns)
+        keep("carves", \.carves)
         keep("upstream", \.upstream)
         keep("log_level", \.logLevel)
         return changed

@@ -97,13 +97,14 @@ extension GatewayConfiguration {
         let admin = top.section("admin") { AdminServer.Configuration(reading: $0) } ?? nil
         let campaigns = top.section("campaigns") { CampaignService.Configuration(reading: $0) }
             ?? CampaignService.Configuration(path: reader.inDataDir("campaigns.sqlite"))
+        let carves = top.section("carves") { CarveService.Configuration(reading: $0) } ?? CarveService.Configuration(dataDirectory: reader)
         let logLevel = top.choice("log_level", LogLevelName.self)?.rawValue ?? "info"
         let development = top.bool("development") ?? false
 
         guard let tls else { return nil }
         return GatewayConfiguration(
             listen: listen, proxyProtocol: agentListen.proxyProtocol, tls: tls, endpoints: endpoints, dataDir: reader.dataDirectory,
-            enrollment: enrollment, nodeStore: nodeStore, agentConfig: agentConfig, campaigns: campaigns, sinks: sinks, spool: spool,
-            limits: limits, logLevel: logLevel, admin: admin, upstream: upstream, development: development)
+            enrollment: enrollment, nodeStore: nodeStore, agentConfig: agentConfig, campaigns: campaigns, carves: carves, sinks: sinks,
+            spool: spool, limits: limits, logLevel: logLevel, admin: admin, upstream: upstream, development: development)
     }
 }

@@ -19,6 +19,8 @@ struct GatewayConfiguration: Sendable {
     var agentConfig = AgentConfigService.Configuration()
     /// Live queries (campaigns) and where they are stored.
     var campaigns: CampaignService.Configuration
+    /// File carving: the carve store, the assembled files' folder and the limits.
+    var carves: CarveService.Configuration
     var sinks: [SinkConfiguration] = []
     /// The durable queue between agents and sinks (see `Spool`).
     var spool: Spool.Configuration

@@ -84,6 +84,8 @@ enum PostgresSchema {
         ]),
         // Campaign targeting by certificate name (docs/admin-api.md); older gateways leave it null.
         Migration(version: 3, statements: ["ALTER TABLE gateway_nodes ADD COLUMN certificate_names text"]),
+        // Carves find the campaign that asked for them by the carve_guid in a node's answers.
+        Migration(version: 4, statements: ["CREATE INDEX gateway_campaign_results_node ON gateway_campaign_results (node_id)"]),
     ]
 
     /// The advisory lock migrations hold ("osqgw" and 1): one key per purpose in a shared database.

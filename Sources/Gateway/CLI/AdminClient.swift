@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -69,12 +70,7 @@ struct AdminClient: Sendable {
     /// Calls `path`; returns the decoded object of a 2xx answer.
     /// - Throws: `CommandFailure.failed` with the API's `error` (exit 1) for any other answer or none.
     func call(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil) async throws -> JSONObject {
-        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.dnsOverride = dnsOverride
-        // One call of a command: a refused handshake (wrong CA, refused certificate) fails now,
-        // not after retrying until the request's timeout.
-        configuration.connectionPool.retryConnectionEstablishment = false
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let client = makeHTTPClient()
         do {
             let result = try await send(client, method, path, body: body)
             try await client.shutdown()
@@ -85,10 +81,25 @@ struct AdminClient: Sendable {
         }
     }
 
+    /// A client for one command's calls, with the admin listener's TLS settings.
+    private func makeHTTPClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.dnsOverride = dnsOverride
+        // One call of a command: a refused handshake (wrong CA, refused certificate) fails now,
+        // not after retrying until the request's timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// The credential headers every call carries.
+    private func authorize(_ request: inout HTTPClientRequest) {
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+    }
+
     private func send(_ client: HTTPClient, _ method: HTTPMethod, _ path: String, body: JSONValue?) async throws -> JSONObject {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        authorize(&request)
         request.headers.add(name: "Accept", value: "application/json")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
@@ -129,6 +140,64 @@ extension AdminClient.Configuration {
 }
 
 extension AdminClient {
+    /// What `download` wrote.
+    struct Download: Sendable {
+        var bytes: Int
+        /// SHA-256 of the bytes written, lower-case hex.
+        var sha256: String
+        /// The `X-Carve-SHA256` header the API sent with it (raw downloads only).
+        var announcedSHA256: String?
+    }
+
+    /// Streams the body of `GET path` into `file` (created 0600, replaced if it exists).
+    /// - Throws: `CommandFailure.failed` with the API's `error` for a non-2xx answer, or when the
+    ///   file cannot be written or the transfer breaks off.
+    func download(_ path: String, to file: String) async throws -> Download {
+        let client = makeHTTPClient()
+        do {
+            let result = try await receive(client, path, to: file)
+            try await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    private func receive(_ client: HTTPClient, _ path: String, to file: String) async throws -> Download {
+        var request = HTTPClientRequest(url: baseURL + path)
+        authorize(&request)
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .hours(6))
+        } catch {
+            throw CommandFailure.failed("cannot reach the admin API at \(baseURL): \(error)")
+        }
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let bytes = try? await response.body.collect(upTo: 1 << 20)
+            let reason = bytes.flatMap { (try? JSONValue(parsing: $0.readableBytesView))?["error"]?.string } ?? "HTTP \(response.status.code)"
+            throw CommandFailure.failed("admin API: \(reason)")
+        }
+        guard FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600]),
+            let handle = FileHandle(forWritingAtPath: file)
+        else { throw CommandFailure.failed("cannot write \(file)") }
+        var hasher = SHA256()
+        var count = 0
+        do {
+            for try await chunk in response.body {
+                let data = Data(chunk.readableBytesView)
+                hasher.update(data: data)
+                try handle.write(contentsOf: data)
+                count += data.count
+            }
+            try handle.close()
+        } catch {
+            try? handle.close()
+            throw CommandFailure.failed("download of \(path) into \(file) failed: \(error)")
+        }
+        return Download(bytes: count, sha256: Hex.encode(hasher.finalize()), announcedSHA256: response.headers.first(name: "X-Carve-SHA256"))
+    }
+
     /// Prints the list `GET path` answers under `key`: one JSON line an entry with `--format json`,
     /// else a table of `header` with the cells `row` gives for each entry. Prints nothing when the
     /// answer holds no such list.

@@ -62,11 +62,24 @@ struct AgentFlags {
             "--disable_distributed=false",
             "--distributed_tls_read_endpoint=\(endpoints.distributedRead)",
             "--distributed_tls_write_endpoint=\(endpoints.distributedWrite)",
+            "--disable_carver=false",
+            "--carver_start_endpoint=\(endpoints.carveStart)",
+            "--carver_continue_endpoint=\(endpoints.carveBlock)",
+            "--carver_compression=true",
+            "--carver_block_size=\(carverBlockSize)",
         ]
         if configuration.tls.clientCertificates != .none, let client = developmentClientPair {
             flags += ["--tls_client_cert=\(client.certificate)", "--tls_client_key=\(client.key)"]
         }
         return flags
+    }
+
+    /// Blocks of 1 MiB (osquery's 8 KiB default means 131k requests, each a new TLS connection, for
+    /// 1 GiB), or the largest block the gateway takes when that is less (`carves.max_block_size`,
+    /// and a base64 body within `limits.max_body`).
+    private var carverBlockSize: Int {
+        let fitsBody = max(8192, (configuration.limits.maxBody - 512) / 4 * 3)
+        return min(1 << 20, configuration.carves.maxBlockSize, fitsBody)
     }
 
     /// The CA bundle agents should trust: `ca.pem` beside the server certificate (what `init` writes),

@@ -21,7 +21,7 @@ struct GatewayCommand: AsyncParsableCommand {
         version: GatewayVersion.current,
         subcommands: [
             ServeCommand.self, InitCommand.self, CheckConfigCommand.self, FlagsCommand.self, ConfigCommand.self,
-            QueryCommand.self, QueriesCommand.self, NodesCommand.self, StoreCommand.self,
+            QueryCommand.self, QueriesCommand.self, NodesCommand.self, CarveCommand.self, CarvesCommand.self, StoreCommand.self,
         ],
         defaultSubcommand: ServeCommand.self
     )

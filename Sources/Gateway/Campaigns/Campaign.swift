@@ -185,6 +185,9 @@ protocol CampaignStore: Sendable {
     func nodes(of campaignID: String) async throws -> [CampaignNode]
     /// Its stored answers (one per node at most), in arrival order.
     func answers(of campaignID: String) async throws -> [CampaignAnswer]
+    /// `nodeID`'s stored answers (to any campaign) whose rows contain `text`, in arrival order: how
+    /// a carve finds the campaign that asked for it by its `carve_guid`.
+    func answers(from nodeID: String, mentioning text: String) async throws -> [CampaignAnswer]
     /// Per campaign, how many nodes are in each stored state.
     func stateCounts() async throws -> [String: [CampaignNodeState: Int]]
     /// Marks `node`'s pending work in these campaigns sent. Returns the ids that were still pending,

@@ -88,13 +88,21 @@ final class PostgresCampaignStore: CampaignStore {
         try await pool.rows("""
             SELECT campaign_id, node_id, status, message, result_rows, received_at FROM gateway_campaign_results
             WHERE campaign_id = \(campaignID) ORDER BY seq
-            """).map { row in
-            let (campaignID, nodeID, status, message, rows, receivedAt) =
-                try row.decode((String, String, Int, String, String, Double).self)
-            return CampaignAnswer(
-                campaignID: campaignID, nodeID: nodeID, status: status, message: message, rows: rows,
-                receivedAt: Date(timeIntervalSince1970: receivedAt))
-        }
+            """).map(Self.answer)
+    }
+
+    func answers(from nodeID: String, mentioning text: String) async throws -> [CampaignAnswer] {
+        try await pool.rows("""
+            SELECT campaign_id, node_id, status, message, result_rows, received_at FROM gateway_campaign_results
+            WHERE node_id = \(nodeID) AND strpos(result_rows, \(text)) > 0 ORDER BY seq
+            """).map(Self.answer)
+    }
+
+    private static func answer(_ row: PostgresRow) throws -> CampaignAnswer {
+        let (campaignID, nodeID, status, message, rows, receivedAt) = try row.decode((String, String, Int, String, String, Double).self)
+        return CampaignAnswer(
+            campaignID: campaignID, nodeID: nodeID, status: status, message: message, rows: rows,
+            receivedAt: Date(timeIntervalSince1970: receivedAt))
     }
 
     func stateCounts() async throws -> [String: [CampaignNodeState: Int]] {

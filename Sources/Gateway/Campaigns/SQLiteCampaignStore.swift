@@ -47,6 +47,10 @@ final class SQLiteCampaignStore: CampaignStore {
                 );
                 """)
         }
+        // Carves look up a node's answers by the carve_guid in their rows.
+        migrator.registerMigration("v2-node-answers") { db in
+            try db.execute(sql: "CREATE INDEX campaign_results_node ON campaign_results (node_id)")
+        }
         try migrator.migrate(pool)
     }
 
@@ -118,12 +122,27 @@ final class SQLiteCampaignStore: CampaignStore {
                 db,
                 sql: "SELECT campaign_id, node_id, status, message, rows, received_at FROM campaign_results WHERE campaign_id = ? ORDER BY seq",
                 arguments: [campaignID]
-            ).map { row in
-                let receivedAt: Double = row["received_at"]
-                return CampaignAnswer(
-                    campaignID: row["campaign_id"], nodeID: row["node_id"], status: row["status"], message: row["message"],
-                    rows: row["rows"], receivedAt: Date(timeIntervalSince1970: receivedAt))
-            }
+            ).map(Self.answer)
+        }
+    }
+
+    private static func answer(_ row: Row) -> CampaignAnswer {
+        let receivedAt: Double = row["received_at"]
+        return CampaignAnswer(
+            campaignID: row["campaign_id"], nodeID: row["node_id"], status: row["status"], message: row["message"],
+            rows: row["rows"], receivedAt: Date(timeIntervalSince1970: receivedAt))
+    }
+
+    func answers(from nodeID: String, mentioning text: String) async throws -> [CampaignAnswer] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT campaign_id, node_id, status, message, rows, received_at FROM campaign_results
+                    WHERE node_id = ? AND instr(rows, ?) > 0 ORDER BY seq
+                    """,
+                arguments: [nodeID, text]
+            ).map(Self.answer)
         }
     }
 

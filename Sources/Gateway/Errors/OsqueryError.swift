@@ -12,7 +12,7 @@ import Support
 struct OsqueryError: HTTPResponseError, CustomStringConvertible {
     private enum Code: Sendable {
         case enrollRejected, nodeInvalid, certificateMismatch, unavailable, badRequest, tooLarge
-        case unsupportedEncoding, spoolFull, busy, tooSlow, noConfig, notFound, methodNotAllowed, `internal`
+        case unsupportedEncoding, spoolFull, busy, tooSlow, noConfig, notFound, methodNotAllowed, forbidden, gone, `internal`
     }
 
     private let code: Code
@@ -56,13 +56,18 @@ struct OsqueryError: HTTPResponseError, CustomStringConvertible {
     static func notFound(_ message: String) -> Self { .init(.notFound, message) }
     /// Wrong method for the endpoint. 405.
     static func methodNotAllowed(_ message: String) -> Self { .init(.methodNotAllowed, message) }
+    /// A carve session used with another node's key. 403; no node_invalid (the key itself is fine).
+    static func forbidden(_ message: String) -> Self { .init(.forbidden, message) }
+    /// A carve session that expired or failed: no later block can complete it. 410.
+    static func gone(_ message: String) -> Self { .init(.gone, message) }
     /// Anything else. 500 with an id that is also in the server log.
     static func `internal`(id: String) -> Self { .init(.internal, "internal error", errorID: id) }
 
     var status: HTTPResponse.Status {
         switch code {
         case .enrollRejected, .nodeInvalid: return .unauthorized
-        case .certificateMismatch: return .forbidden
+        case .certificateMismatch, .forbidden: return .forbidden
+        case .gone: return .gone
         case .unavailable, .spoolFull, .busy, .noConfig: return .serviceUnavailable
         case .tooSlow: return .requestTimeout
         case .badRequest: return .badRequest

@@ -40,6 +40,11 @@ enum OsqueryResponse {
     /// logger and distributed write: the batch is stored, the agent may drop it.
     static var accepted: Response { json(emptyObject) }
 
+    /// carve start: the session the blocks name.
+    static func carveStarted(sessionID: String) -> Response {
+        json(ByteBuffer(string: "{\"session_id\":\(JSONString.quoted(sessionID))}"))
+    }
+
     /// distributed read: no queries for this node.
     static var noQueries: Response { json(noQueriesObject) }
 

@@ -4,8 +4,8 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// The osquery TLS remote API: enroll, config, logger, distributed read and write, and, in front
-/// of an upstream backend, carve start and block.
+/// The osquery TLS remote API: enroll, config, logger, distributed read and write, carve start and
+/// block (served by the gateway's own carve store, or passed through to an upstream backend).
 ///
 /// Controllers only decode (`Osquery/`), call a service and answer (`OsqueryResponse`); every
 /// failure is an `OsqueryError` that renders itself, or an `OsqueryBodyError` the error middleware
@@ -31,6 +31,8 @@ struct OsqueryRoutes: Sendable {
     var upstream: UpstreamEndpoints? = nil
     /// Live queries: the gateway's own distributed queries (combined with a backend's in upstream mode).
     var campaigns: CampaignService? = nil
+    /// File carving into the gateway's own store (without an upstream backend, which gets carves instead).
+    var carves: CarveService? = nil
 
     func register(on router: Router<GatewayRequestContext>) {
         router.post(RouterPath(endpoints.enroll)) { request, context in try await self.enroll(request, context) }
@@ -40,8 +42,8 @@ struct OsqueryRoutes: Sendable {
         router.post(RouterPath(endpoints.logger)) { request, context in try await self.log(request, context) }
         router.post(RouterPath(endpoints.distributedRead)) { request, context in try await self.distributedRead(request, context) }
         router.post(RouterPath(endpoints.distributedWrite)) { request, context in try await self.distributedWrite(request, context) }
-        // The gateway has no carve store of its own: carving exists only through a backend.
-        if upstream != nil {
+        // Carves go to the backend in front of one, else into the gateway's carve store.
+        if upstream != nil || carves != nil {
             router.post(RouterPath(endpoints.carveStart)) { request, context in try await self.carveStart(request, context) }
             router.post(RouterPath(endpoints.carveBlock)) { request, context in try await self.carveBlock(request, context) }
         }
@@ -157,25 +159,36 @@ struct OsqueryRoutes: Sendable {
         var backendBody: ByteBuffer
     }
 
-    /// Carve start, passed through to the backend (only registered in front of one).
+    /// Carve start: passed through to the backend in front of one; else a session in the carve
+    /// store, answered `{"session_id":"..."}` (any other answer makes osquery give the carve up).
     func carveStart(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        guard let upstream else { throw OsqueryError.notFound("no osquery endpoint at this path") }
-        let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
-        return OsqueryResponse.json(try await upstream.passThrough.carve(.carveStart, call.node, body: call.raw, origin: call.origin))
+        if let upstream {
+            let call = try await authenticated(request, context, smallBodies) { try NodeKeyRequest(body: $0) }
+            return OsqueryResponse.json(try await upstream.passThrough.carve(.carveStart, call.node, body: call.raw, origin: call.origin))
+        }
+        guard let carves else { throw OsqueryError.notFound("no osquery endpoint at this path") }
+        let call = try await authenticated(request, context, smallBodies) { try CarveStartRequest(body: $0) }
+        let carve = try await carves.start(call.body, node: call.node)
+        return OsqueryResponse.carveStarted(sessionID: carve.sessionID)
     }
 
-    /// Carve block, passed through to the backend. Blocks carry no key in the body: with the 5.23
-    /// `Authorization: NodeKey` header or a node-API URL the node is authenticated, else the
-    /// backend knows the block by its `session_id`.
+    /// Carve block: passed through to the backend in front of one; else stored, and `{}` once it
+    /// is durable. Blocks carry no key in the body: with the 5.23 `Authorization: NodeKey` header
+    /// or a node-API URL the node is authenticated (and must own the session), else the
+    /// `session_id` alone names it.
     func carveBlock(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
-        guard let upstream else { throw OsqueryError.notFound("no osquery endpoint at this path") }
         let origin = try await self.origin(request, context)
         var node: NodeRecord?
         if let key = context.nodeKey(outsideBodyOf: request) {
             node = try await authenticator.authenticate(nodeKey: key, certificate: origin.certificate, origin: origin)
         }
         let body = try await largeBodies.read(request)
-        return OsqueryResponse.json(try await upstream.passThrough.carve(.carveBlock, node, body: body, origin: origin))
+        if let upstream {
+            return OsqueryResponse.json(try await upstream.passThrough.carve(.carveBlock, node, body: body, origin: origin))
+        }
+        guard let carves else { throw OsqueryError.notFound("no osquery endpoint at this path") }
+        try await carves.block(try CarveBlockRequest(body: body), node: node)
+        return OsqueryResponse.accepted
     }
 
     /// The logger and distributed write endpoints: admit (load shaping, before anything is read),
