@@ -86,12 +86,9 @@ struct NATSTLSTests {
         // The certificate is for localhost and 127.0.0.1: a name it does not carry is refused, the
         // name it does carry is accepted though the URL holds the address.
         let misnamed = try sink(url: url, tls: NATSTLS(ca: pki.ca, serverName: "nats.example"))
-        // Open defect (issue 13): a server name the certificate does not carry is accepted here,
-        // though an untrusted CA is refused above. Kept visible as a known issue until fixed.
         let misnamedError = await healthCheckError(misnamed)
-        withKnownIssue("a NATS server name the certificate does not carry was accepted", isIntermittent: true) {
-            #expect(misnamedError != nil)
-        }
+        #expect(misnamedError == "the TLS certificate of \(url) does not carry the server name nats.example",
+                "\(misnamedError ?? "accepted")")
         await misnamed.close()
         let named = try sink(url: url, tls: NATSTLS(ca: pki.ca, serverName: "localhost"))
         #expect(await healthCheckError(named) == nil)
@@ -148,5 +145,17 @@ struct NATSTLSTests {
         }
         #expect(reason.hasSuffix("offers no TLS (its INFO has neither tls_required nor tls_available)"))
         await bus.close()
+    }
+}
+
+/// The server-name rule on its own: the name itself, or a wildcard for exactly one first label.
+@Suite struct ServerNameMatchTests {
+    @Test(arguments: [
+        ("nats.example", "nats.example", true), ("*.example", "nats.example", true),
+        ("*.example", "a.nats.example", false), ("*.example", "example", false), ("*.example", ".example", false),
+        ("other.example", "nats.example", false), ("nats.example", "nats.example.evil", false),
+    ])
+    func names(pattern: String, name: String, matches: Bool) {
+        #expect(ServerNameCheck.matches(pattern, name) == matches)
     }
 }

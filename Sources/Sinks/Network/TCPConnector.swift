@@ -59,6 +59,7 @@ enum TCPConnector {
         defer { deadline.cancel() }
         do {
             try await handshake.futureResult.get()
+            if let serverName { try await ServerNameCheck.verify(channel, carries: serverName, peer: "\(address)") }
         } catch {
             channel.close(promise: nil)
             throw error
@@ -94,6 +95,7 @@ enum TCPConnector {
             throw error
         }
         try await handshake.futureResult.get()
+        if let serverName { try await ServerNameCheck.verify(channel, carries: serverName, peer: peer) }
     }
 }
 
