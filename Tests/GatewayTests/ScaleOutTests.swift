@@ -1,4 +1,5 @@
 import Foundation
+import NIOHTTP1
 import Testing
 @testable import Gateway
 
@@ -24,6 +25,7 @@ struct ScaleOutTests {
                 defer { proxy.stop() }
                 try await Self.enrolledOnOneServedByTheOther(fleet)
                 try await Self.aRevocationOnOneIsRefusedByTheOther(fleet)
+                try await Self.aCampaignAndACarveSpreadOverBoth(fleet)
                 try await Self.oneGatewayKilledMidLoad(fleet, proxy)
             } catch {
                 await fleet.shutdown()
@@ -73,6 +75,58 @@ struct ScaleOutTests {
         #expect(refused, "gateway 1 still accepts a key revoked through gateway 0 after 10 s")
         try await onFirst.shutdown()
         try await onSecond.shutdown()
+    }
+
+    /// A carve campaign created on gateway 0, polled and answered through gateway 1; the carve
+    /// started through gateway 1 and its blocks sent alternately through both (block 0 twice, once
+    /// through each); complete, linked to its campaign, and downloadable whole from either gateway,
+    /// though only one of them assembled the file.
+    static func aCampaignAndACarveSpreadOverBoth(_ fleet: GatewayFleet) async throws {
+        let viaFirst = try fleet.agent(fleet.baseURL(0))
+        try await viaFirst.enroll()
+        let viaSecond = try fleet.agent(fleet.baseURL(1), like: viaFirst)
+        let host = viaFirst.hostIdentifier
+        let path = "/etc/hosts"
+        let sql = CarveRequestSQL.select(path: path)
+        let created = try await fleet.adminObject(.POST, "/api/queries", json: ["sql": sql, "hosts": [host]], through: 0)
+        let campaign = try #require((created["query"] as? [String: Any])?["id"] as? String, "\(created)")
+        #expect(try await viaSecond.distributedRead().body == #"{"accelerate":60,"queries":{"\#(campaign)":"\#(sql)"}}"#)
+        let upload = CarveUpload(payload: Array((0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }), blockSize: 300)
+        #expect(try await viaSecond.distributedWrite([campaign: [upload.scheduledRow(path: path)]]).body == "{}")
+
+        let started = try await viaSecond.carveStart(upload)
+        let session = try #require(started.json?["session_id"] as? String, "\(started.body)")
+        #expect(started.body == #"{"session_id":"\#(session)"}"#)
+        let agents = [viaFirst, viaSecond]
+        #expect(try await viaSecond.carveBlock(0, of: upload, session: session).body == "{}")
+        for index in upload.blocks.indices {
+            #expect(try await agents[index % 2].carveBlock(index, of: upload, session: session).body == "{}")
+        }
+
+        func listed(through gateway: Int) async throws -> [String: Any]? {
+            let all = try await fleet.adminObject(.GET, "/api/carves", through: gateway)
+            return (all["carves"] as? [[String: Any]])?.first { $0["carve_guid"] as? String == upload.guid }
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        var carve = try await listed(through: 1)
+        while carve?["status"] as? String != "complete" || carve?["campaign_id"] == nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            carve = try await listed(through: 1)
+        }
+        let complete = try #require(carve)
+        #expect(complete["status"] as? String == "complete", "\(complete)")
+        #expect(complete["campaign_id"] as? String == campaign)
+        #expect(complete["blocks_received"] as? Int == upload.blocks.count)
+        #expect(complete["sha256"] as? String == upload.sha256)
+        let id = try #require(complete["id"] as? String)
+        for gateway in 0..<2 {
+            let download = try await fleet.admin(.GET, "/api/carves/\(id)/data", through: gateway)
+            #expect(download.status == 200, "gateway \(gateway): \(String(decoding: download.bytes, as: UTF8.self))")
+            #expect(download.bytes == upload.payload, "gateway \(gateway)")
+            #expect(download.headers.first(name: "X-Carve-SHA256") == upload.sha256)
+        }
+        try await viaFirst.shutdown()
+        try await viaSecond.shutdown()
     }
 
     /// What the agents saw while logging through HAProxy.

@@ -38,7 +38,11 @@ struct CarveRoutes: Sendable {
                 throw AdminError.badRequest("carve \(carve.id) is not zstd-compressed; download it without decompress")
             }
             let path = self.carves.file(of: carve)
-            guard FileManager.default.isReadableFile(atPath: path) else {
+            // Behind a balancer the file is on the gateway that assembled it; the shared store
+            // keeps the blocks for the others.
+            let store = self.carves.store
+            let local = FileManager.default.isReadableFile(atPath: path)
+            guard local || store.keepsBlocksOfCompleteCarves else {
                 throw AdminError.unavailable("the file of carve \(carve.id) is missing at \(path)")
             }
             var headers: HTTPFields = [.contentType: "application/octet-stream"]
@@ -48,7 +52,11 @@ struct CarveRoutes: Sendable {
             let logger = context.logger
             let body = ResponseBody(contentLength: decompress ? nil : carve.size) { writer in
                 do {
-                    try await CarveFile.stream(path, decompress: decompress) { try await writer.write($0) }
+                    if local {
+                        try await CarveFile.stream(path, decompress: decompress) { try await writer.write($0) }
+                    } else {
+                        try await CarveFile.stream(blocksOf: carve, in: store, decompress: decompress) { try await writer.write($0) }
+                    }
                 } catch let failure as CarveFile.ReadFailure {
                     // The status is already sent: the client sees a short body (and, decompressing, no
                     // final chunk), which `carves get` reports.

@@ -86,10 +86,11 @@ enum GatewayApplication {
                 configuration: shared.configuration.control, nodes: shared, authenticator: authenticator, campaigns: campaigns,
                 logger: logger)
         }
+        // Gateways sharing the database share carves too: one carve's blocks come through all of them.
+        let carveStore: any CarveStore = try sharedStore.map { PostgresCarveStore(pool: $0.pool) } ?? SQLiteCarveStore(path: configuration.carves.path)
         // Blocks must fit an agent request body, so the largest block follows limits.max_body.
         let carves = CarveService(
-            configuration: configuration.carves, store: try SQLiteCarveStore(path: configuration.carves.path),
-            campaigns: campaigns.store, maxBlockBody: configuration.limits.maxBody, logger: logger)
+            configuration: configuration.carves, store: carveStore, campaigns: campaigns.store, maxBlockBody: configuration.limits.maxBody, logger: logger)
 
         let limits = configuration.limits
         let budget = BodyBudget(limit: limits.inFlightBytes)

@@ -86,6 +86,39 @@ enum PostgresSchema {
         Migration(version: 3, statements: ["ALTER TABLE gateway_nodes ADD COLUMN certificate_names text"]),
         // Carves find the campaign that asked for them by the carve_guid in a node's answers.
         Migration(version: 4, statements: ["CREATE INDEX gateway_campaign_results_node ON gateway_campaign_results (node_id)"]),
+        // Carves: any gateway may receive any block of one (PostgresCarveStore).
+        Migration(version: 5, statements: [
+            """
+            CREATE TABLE gateway_carves (
+                id text PRIMARY KEY,
+                session_id text NOT NULL UNIQUE,
+                node_id text NOT NULL,
+                host_identifier text NOT NULL,
+                carve_guid text NOT NULL,
+                request_id text NOT NULL,
+                campaign_id text,
+                path text,
+                block_count bigint NOT NULL,
+                block_size bigint NOT NULL,
+                size bigint NOT NULL,
+                started_at double precision NOT NULL,
+                state text NOT NULL,
+                completed_at double precision,
+                sha256 text,
+                compressed boolean NOT NULL DEFAULT false,
+                error text
+            )
+            """,
+            "CREATE INDEX gateway_carves_node_guid ON gateway_carves (node_id, carve_guid)",
+            """
+            CREATE TABLE gateway_carve_blocks (
+                carve_id text NOT NULL,
+                block_id bigint NOT NULL,
+                data bytea NOT NULL,
+                PRIMARY KEY (carve_id, block_id)
+            )
+            """,
+        ]),
     ]
 
     /// The advisory lock migrations hold ("osqgw" and 1): one key per purpose in a shared database.

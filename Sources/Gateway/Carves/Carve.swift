@@ -86,4 +86,11 @@ protocol CarveStore: Sendable {
     func end(_ id: String, as state: CarveState, reason: String, at date: Date) async throws
     /// Records the campaign that asked for the carve, and the carved path.
     func link(_ id: String, campaignID: String, path: String?) async throws
+    /// A complete carve's blocks stay (a shared store, where the assembled file is on one gateway
+    /// only): a download the local file cannot serve reads them instead.
+    var keepsBlocksOfCompleteCarves: Bool { get }
+}
+
+extension CarveStore {
+    var keepsBlocksOfCompleteCarves: Bool { false }
 }

@@ -151,6 +151,27 @@ final class GatewayFleet: @unchecked Sendable {
         return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
     }
 
+    /// A call to gateway `index`'s admin API: status, body bytes and headers.
+    func admin(_ method: HTTPMethod, _ path: String, json: [String: Any]? = nil, through index: Int) async throws
+        -> (status: Int, bytes: [UInt8], headers: HTTPHeaders) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(adminPorts[index])\(path)")
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: json)))
+        }
+        let response = try await admin.execute(request, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 64 << 20)
+        return (Int(response.status.code), Array(body.readableBytesView), response.headers)
+    }
+
+    /// The decoded JSON object of an admin call on gateway `index`.
+    func adminObject(_ method: HTTPMethod, _ path: String, json: [String: Any]? = nil, through index: Int) async throws -> [String: Any] {
+        let answer = try await admin(method, path, json: json, through: index)
+        return (try? JSONSerialization.jsonObject(with: Data(answer.bytes))) as? [String: Any] ?? [:]
+    }
+
     /// Every `scale-...` column value in the result logs of all gateways' file sinks.
     func deliveredIDs() -> Set<String> {
         var ids = Set<String>()
