@@ -18,7 +18,7 @@ ARGS ?=
 # the tests assert on.
 TEST_PARALLELISM ?= --experimental-maximum-parallelization-width 32
 
-.PHONY: deps test-deps install-missing build release run test bench bench-sinks fuzz clean
+.PHONY: deps test-deps install-missing build release run test bench bench-stores bench-sinks fuzz clean
 
 deps:
 	@PACKAGES="$(DEPS)" $(MAKE) --no-print-directory install-missing
@@ -60,7 +60,13 @@ test: test-deps
 ## Benchmarks/README.md).
 bench: release
 	Benchmarks/gateway-bench.sh
+	@$(MAKE) --no-print-directory bench-stores
 	@$(MAKE) --no-print-directory bench-sinks
+
+## SQLite against PostgreSQL: enrollments, empty polls with and without 10 active campaigns, and
+## database round trips per 1,000 empty polls, on the throwaway PostgreSQL of scripts/with-postgres.sh.
+bench-stores: release test-deps
+	scripts/with-postgres.sh Benchmarks/store-bench.sh
 
 ## The sink rows alone: the file and zstd sinks against dd and the zstd CLI, and each network sink
 ## against the server `make test` uses, started by the same scripts/with-*.sh, all of them (and the
