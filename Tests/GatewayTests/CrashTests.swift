@@ -64,29 +64,9 @@ final class GatewayProcess: @unchecked Sendable {
         }
 
         // Log steadily from three agents; SIGKILL the gateway in the middle of it.
-        let acknowledged = try await withThrowingTaskGroup(of: [String].self) { group in
-            for (a, agent) in agents.enumerated() {
-                group.addTask {
-                    var acked: [String] = []
-                    let deadline = ContinuousClock.now + .milliseconds(1500)
-                    var batch = 0
-                    while ContinuousClock.now < deadline {
-                        let ids = (0..<20).map { "a\(a)-b\(batch)-\($0)" }
-                        let items = ids.map { resultItem("pack_crash_q", host: agent.hostIdentifier, columns: ["id": $0]) }
-                        if let reply = try? await agent.log("result", items), reply.body == "{}" { acked += ids }
-                        batch += 1
-                    }
-                    return acked
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(700))
-                first.kill(SIGKILL)
-                return []
-            }
-            var all: [String] = []
-            for try await ids in group { all += ids }
-            return all
+        let acknowledged = try await logResults(from: agents, ids: { "a\($0)-b\($1)-\($2)" }, batchSize: 20, for: .milliseconds(1500)) {
+            try await Task.sleep(for: .milliseconds(700))
+            first.kill(SIGKILL)
         }
         #expect(acknowledged.count > 100)
 
@@ -124,5 +104,37 @@ final class GatewayProcess: @unchecked Sendable {
         }
         #expect(expected.subtracting(archived).isEmpty, "archive lost \(expected.subtracting(archived).count) acknowledged lines")
         for agent in agents { try await agent.shutdown() }
+    }
+}
+
+/// `agents` log result batches of `batchSize` lines back to back for `duration`, while `meanwhile`
+/// runs (kills the gateway, say); the ids of every line acknowledged with `{}`, which must all
+/// reach the sinks whatever happened meanwhile. `ids(agent, batch, line)` names each line.
+func logResults(
+    from agents: [AgentEmulator], ids: @escaping @Sendable (Int, Int, Int) -> String, batchSize: Int, for duration: Duration,
+    meanwhile: @escaping @Sendable () async throws -> Void
+) async throws -> [String] {
+    try await withThrowingTaskGroup(of: [String].self) { group in
+        for (a, agent) in agents.enumerated() {
+            group.addTask {
+                var acked: [String] = []
+                let deadline = ContinuousClock.now + duration
+                var batch = 0
+                while ContinuousClock.now < deadline {
+                    let lines = (0..<batchSize).map { ids(a, batch, $0) }
+                    let items = lines.map { resultItem("pack_crash_q", host: agent.hostIdentifier, columns: ["id": $0]) }
+                    if let reply = try? await agent.log("result", items), reply.body == "{}" { acked += lines }
+                    batch += 1
+                }
+                return acked
+            }
+        }
+        group.addTask {
+            try await meanwhile()
+            return []
+        }
+        var all: [String] = []
+        for try await lines in group { all += lines }
+        return all
     }
 }

@@ -137,29 +137,9 @@ struct SinkCrashTests {
 
         // Both agents log steadily while the sink delivers; the gateway dies in the middle of it.
         let tag = self.tag
-        let acknowledged = try await withThrowingTaskGroup(of: [String].self) { group in
-            for (a, agent) in agents.enumerated() {
-                group.addTask {
-                    var acked: [String] = []
-                    let deadline = ContinuousClock.now + .milliseconds(1000)
-                    var batch = 0
-                    while ContinuousClock.now < deadline {
-                        let ids = (0..<10).map { "\(tag)-a\(a)-b\(batch)-\($0)" }
-                        let items = ids.map { resultItem("pack_crash_q", host: agent.hostIdentifier, columns: ["id": $0]) }
-                        if let reply = try? await agent.log("result", items), reply.body == "{}" { acked += ids }
-                        batch += 1
-                    }
-                    return acked
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(500))
-                first.kill(SIGKILL)
-                return []
-            }
-            var all: [String] = []
-            for try await ids in group { all += ids }
-            return all
+        let acknowledged = try await logResults(from: agents, ids: { "\(tag)-a\($0)-b\($1)-\($2)" }, batchSize: 10, for: .milliseconds(1000)) {
+            try await Task.sleep(for: .milliseconds(500))
+            first.kill(SIGKILL)
         }
         #expect(acknowledged.count > 20)
 

@@ -17,7 +17,7 @@ struct StoreCommand: AsyncParsableCommand {
 struct StoreCopyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "copy",
-        abstract: "Copy every node from an SQLite node store into PostgreSQL, so agents keep their node keys.",
+        abstract: "Copy every node, campaign and carve from an SQLite install into PostgreSQL, so agents keep their node keys.",
         discussion: """
             --from is the SQLite file (data/nodes.sqlite) or a gateway configuration whose node_store is \
             SQLite. --to is a postgres:// URL (the password from the URL, else PGPASSWORD) or a gateway \
@@ -30,7 +30,10 @@ struct StoreCopyCommand: AsyncParsableCommand {
             and copy again. A node PostgreSQL holds differently is refused and named, and the command exits \
             1, unless --force: then the SQLite row replaces it.
 
-            Campaigns are not copied (they last minutes); start them again after the move.
+            The campaigns (with their answers) and the carves beside the node store are copied too: a \
+            configuration's campaigns.sqlite, carves.sqlite and carves.directory, or those defaults beside an \
+            SQLite file. A complete carve's file becomes its blocks in PostgreSQL, where every gateway can \
+            serve it; when a node was sent a campaign's query is not kept.
             """)
 
     @Option(help: "The SQLite node store, or a configuration that uses one.", completion: .file())
@@ -45,6 +48,7 @@ struct StoreCopyCommand: AsyncParsableCommand {
         logger.logLevel = .critical
         await CommandFailure.exitOnFailure {
             let sourcePath = try Self.sqlitePath(from)
+            let companions = try Self.companions(of: from, nodeStore: sourcePath)
             let endpoint = try Self.postgresEndpoint(to)
             let source = try SQLiteNodeStore(path: sourcePath)
             let total = try await source.count()
@@ -58,6 +62,7 @@ struct StoreCopyCommand: AsyncParsableCommand {
             }
             let counts: NodeStoreCopy.Counts
             let stored: Int
+            var others: [String] = []
             do {
                 var reported = ContinuousClock.now
                 counts = try await NodeStoreCopy(force: force).run(from: source, to: destination) { sofar in
@@ -67,6 +72,21 @@ struct StoreCopyCommand: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("  \(sofar.read) of \(total) nodes\n".utf8))
                 }
                 stored = try await destination.count()
+                // The campaigns and carves beside the node store, into the same database.
+                if let path = companions.campaigns {
+                    let copied = try await CampaignStoreCopy().run(
+                        from: try SQLiteCampaignStore(path: path), to: PostgresCampaignStore(pool: destination.pool))
+                    others.append(copied.summary)
+                } else {
+                    others.append("campaigns: none found beside the node store")
+                }
+                if let path = companions.carves {
+                    let copied = try await CarveStoreCopy(directory: companions.carveFiles).run(
+                        from: try SQLiteCarveStore(path: path), to: PostgresCarveStore(pool: destination.pool))
+                    others.append(copied.summary)
+                } else {
+                    others.append("carves: none found beside the node store")
+                }
             } catch {
                 await destination.shutdown()
                 throw CommandFailure.failed(
@@ -75,8 +95,7 @@ struct StoreCopyCommand: AsyncParsableCommand {
             await destination.shutdown()
             print(counts.summary)
             print("PostgreSQL now holds \(stored) nodes")
-            // Campaigns last minutes and belong to the install that ran them (docs/scale-out.md).
-            print("campaigns: not copied (start them again on the new store)")
+            for line in others { print(line) }
             guard counts.refused.isEmpty else {
                 let shown = counts.refused.prefix(20).map { "  \($0.id) (\($0.hostIdentifier)): \($0.reason.rawValue)" }
                 let more = counts.refused.count > shown.count ? ["  ... and \(counts.refused.count - shown.count) more"] : []
@@ -101,6 +120,24 @@ struct StoreCopyCommand: AsyncParsableCommand {
             throw CommandFailure.configuration("--from: the node store of \(argument), \(sqlite.path), does not exist")
         }
         return sqlite.path
+    }
+
+    /// The campaign and carve stores that go with the node store `--from` names: a configuration's
+    /// `campaigns.sqlite`, `carves.sqlite` and `carves.directory`, or beside an SQLite file named
+    /// directly the defaults of its `data_dir` (`campaigns.sqlite`, `carves.sqlite`, `carves/`).
+    /// A store that does not exist is nil (nothing to copy).
+    static func companions(of argument: String, nodeStore: String) throws -> (campaigns: String?, carves: String?, carveFiles: String) {
+        var campaigns: String, carves: String, carveFiles: String
+        if isSQLiteFile(argument) {
+            let folder = (nodeStore as NSString).deletingLastPathComponent
+            let base = folder.isEmpty ? "." : folder
+            (campaigns, carves, carveFiles) = (base + "/campaigns.sqlite", base + "/carves.sqlite", base + "/carves")
+        } else {
+            let configuration = try GatewayConfiguration.load(file: argument)
+            (campaigns, carves, carveFiles) = (configuration.campaigns.path, configuration.carves.path, configuration.carves.directory)
+        }
+        let exists = { (path: String) in FileManager.default.fileExists(atPath: path) ? path : nil }
+        return (exists(campaigns), exists(carves), carveFiles)
     }
 
     /// The database `--to` names: a URL, or a configuration's `node_store.postgres`.

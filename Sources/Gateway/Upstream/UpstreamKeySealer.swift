@@ -31,7 +31,7 @@ struct UpstreamKeySealer: Sendable {
     static func loadOrCreate(path: String) throws -> UpstreamKeySealer {
         if let data = FileManager.default.contents(atPath: path) {
             let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let bytes = decodeHex(text), bytes.count == 32 else {
+            guard let bytes = Hex.decode(text), bytes.count == 32 else {
                 throw Failure(description: "\(path) must hold 64 hex digits (the upstream sealing key)")
             }
             return UpstreamKeySealer(key: SymmetricKey(data: bytes))
@@ -70,27 +70,5 @@ struct UpstreamKeySealer: Sendable {
         let box = try AES.GCM.SealedBox(combined: sealed)
         let plain = try AES.GCM.open(box, using: key, authenticating: Self.purpose)
         return String(decoding: plain, as: UTF8.self)
-    }
-
-    private static func decodeHex(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        func value(_ digit: UInt8) -> UInt8? {
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-        }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        var i = 0
-        while i < digits.count {
-            guard let high = value(digits[i]), let low = value(digits[i + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            i += 2
-        }
-        return bytes
     }
 }
