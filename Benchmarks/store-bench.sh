@@ -10,8 +10,10 @@
 #      channel's SELECT 1 every 10 s aside).
 # Warm-cache authentication is row 2 itself: the same polls against each store (goal: equal).
 # Needs a release build, wrk, curl, taskset, python3, and POSTGRES_URL (scripts/with-postgres.sh,
-# which `make bench-stores` uses). Not measured here: two gateways on the two cores against one;
-# this machine has two cores and wrk needs one of them.
+# which `make bench-stores` uses).
+#   4. two gateways on the PostgreSQL store, one per core, each polled by a wrk on the other core,
+#      against one alone: polls per gateway CPU-second should hold (the wrk processes then share
+#      the cores with the gateways, which costs switches but is not counted as gateway CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -28,6 +30,7 @@ GW_PORT=18543
 ADMIN_PORT=18544
 cleanup() {
     [ -n "${GW_PID:-}" ] && kill "$GW_PID" 2>/dev/null || true
+    pkill -f "serve --config bench.yaml" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -59,6 +62,52 @@ request = function()
 end
 LUA
 
+# Writes $1/bench.yaml: node store $2, agent port $3, admin port $4.
+write_config() {
+    cat > "$1/bench.yaml" <<YAML
+listen: 127.0.0.1:$3
+data_dir: .
+log_level: warning
+tls: { certificate: tls/server.pem, private_key: tls/server.key, client_certificates: none }
+enrollment:
+  secrets:
+    - { name: default, file: enroll_secret.txt }
+node_store: { $2 }
+agent_config:
+  sources:
+    - { name: base, file: osquery.conf }
+sinks:
+  - { name: files, type: file, directory: logs }
+admin: { listen: 127.0.0.1:$4, token_file: admin_token.txt }
+YAML
+}
+
+# Starts the gateway of folder $1 on core $2 (admin port $3); prints its PID.
+start_gateway() {
+    # Its own output to a file, and nothing of the caller's $(...) pipe kept open by the subshell.
+    (cd "$1" && exec taskset -c "$2" "$BIN" serve --config bench.yaml >"$1/serve.log" 2>&1) </dev/null >/dev/null 2>&1 &
+    for _ in $(seq 100); do curl -skf "http://127.0.0.1:$3/health" >/dev/null 2>&1 && break; sleep 0.1; done
+    pgrep -f "serve --config bench.yaml" | while read -r pid; do
+        [ "$(readlink "/proc/$pid/cwd")" = "$1" ] && echo "$pid"
+    done | head -1
+}
+
+# Enrolls host $2 through agent port $1; prints the node key.
+enroll_one() {
+    curl -sk -X POST "https://127.0.0.1:$1/enroll" -H 'Content-Type: application/json' \
+        -d "{\"enroll_secret\":\"$SECRET\",\"host_identifier\":\"$2\",\"platform_type\":\"9\"}" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["node_key"])'
+}
+
+# A wrk script polling with node key $2, written to $1.
+poll_script() {
+    cat > "$1" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"node_key":"$2"}'
+LUA
+}
+
 # Runs one store's rows; $1: sqlite or postgres.
 run_store() {
     local store=$1
@@ -68,27 +117,9 @@ run_store() {
         psql -qtA "$POSTGRES_URL" -c "DROP TABLE IF EXISTS gateway_nodes, gateway_campaigns, gateway_campaign_nodes, gateway_campaign_results, gateway_carves, gateway_carve_blocks, gateway_migrations" >/dev/null 2>&1
         node_store="postgres: \"$POSTGRES_URL\""
     fi
-    cat > "$WORK/gw/bench.yaml" <<YAML
-listen: 127.0.0.1:$GW_PORT
-data_dir: .
-log_level: warning
-tls: { certificate: tls/server.pem, private_key: tls/server.key, client_certificates: none }
-enrollment:
-  secrets:
-    - { name: default, file: enroll_secret.txt }
-node_store: { $node_store }
-agent_config:
-  sources:
-    - { name: base, file: osquery.conf }
-sinks:
-  - { name: files, type: file, directory: logs }
-admin: { listen: 127.0.0.1:$ADMIN_PORT, token_file: admin_token.txt }
-YAML
-    (cd "$WORK/gw" && taskset -c 0 "$BIN" serve --config bench.yaml >"$WORK/gw-$store.log" 2>&1) &
-    GW_PID=$!
-    for _ in $(seq 100); do curl -skf "http://127.0.0.1:$ADMIN_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
-    GW_PID=$(pgrep -f "serve --config bench.yaml" | head -1) ||
-        { echo "the gateway did not start ($store):"; cat "$WORK/gw-$store.log"; exit 1; }
+    write_config "$WORK/gw" "$node_store" $GW_PORT $ADMIN_PORT
+    GW_PID=$(start_gateway "$WORK/gw" 0 $ADMIN_PORT)
+    [ -n "$GW_PID" ] || { echo "the gateway did not start ($store):"; cat "$WORK/gw/serve.log"; exit 1; }
 
     local before after
     before=$(cpu "$GW_PID")
@@ -100,14 +131,8 @@ YAML
     NODES[$store]=$enrolled
 
     local key
-    key=$(curl -sk -X POST "https://127.0.0.1:$GW_PORT/enroll" -H 'Content-Type: application/json' \
-        -d "{\"enroll_secret\":\"$SECRET\",\"host_identifier\":\"poller-1\",\"platform_type\":\"9\"}" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["node_key"])')
-    cat > "$WORK/poll.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"node_key":"$key"}'
-LUA
+    key=$(enroll_one $GW_PORT poller-1)
+    poll_script "$WORK/poll.lua" "$key"
     body=$(curl -sk -X POST "https://127.0.0.1:$GW_PORT/distributed/read" -d "{\"node_key\":\"$key\"}")
     [ "$body" = '{"queries":{}}' ] || { echo "unexpected poll answer: $body"; exit 1; }
 
@@ -133,13 +158,51 @@ LUA
         fi
     done
     kill "$GW_PID"
-    wait 2>/dev/null || true
+    while kill -0 "$GW_PID" 2>/dev/null; do sleep 0.1; done
     GW_PID=
 }
 
-declare -A ENROLL NODES POLL TRIPS
+# Two gateways on the PostgreSQL store the last run left (its nodes and 10 campaigns), each on
+# its own core, each polled by its own wrk on the other core, against the first alone in the same
+# phase: all polls over all the gateways' CPU seconds.
+run_pair() {
+    mkdir -p "$WORK/gw2"
+    cp -r "$WORK/gw/tls" "$WORK/gw/enroll_secret.txt" "$WORK/gw/admin_token.txt" "$WORK/gw/osquery.conf" "$WORK/gw2/"
+    local node_store="postgres: \"$POSTGRES_URL\""
+    write_config "$WORK/gw" "$node_store" $GW_PORT $ADMIN_PORT
+    write_config "$WORK/gw2" "$node_store" $((GW_PORT + 10)) $((ADMIN_PORT + 10))
+    local first second
+    first=$(start_gateway "$WORK/gw" 0 $ADMIN_PORT)
+    second=$(start_gateway "$WORK/gw2" 1 $((ADMIN_PORT + 10)))
+    [ -n "$first" ] && [ -n "$second" ] || { echo "the pair did not start"; cat "$WORK/gw/serve.log" "$WORK/gw2/serve.log"; exit 1; }
+    GW_PID=$first
+    poll_script "$WORK/pair0.lua" "$(enroll_one $GW_PORT pair-0)"
+    poll_script "$WORK/pair1.lua" "$(enroll_one $((GW_PORT + 10)) pair-1)"
+
+    local before after
+    before=$(cpu "$first")
+    taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$WORK/pair0.lua" "https://127.0.0.1:$GW_PORT/distributed/read" >"$WORK/pair-alone.txt"
+    after=$(cpu "$first")
+    PAIR[alone]=$(python3 -c "print(round($(completed "$WORK/pair-alone.txt") / max($after - $before, 0.001)))")
+
+    local b1 b2 a1 a2
+    b1=$(cpu "$first"); b2=$(cpu "$second")
+    taskset -c 1 wrk -t1 -c50 -d"$DURATION" -s "$WORK/pair0.lua" "https://127.0.0.1:$GW_PORT/distributed/read" >"$WORK/pair-0.txt" &
+    local other=$!
+    taskset -c 0 wrk -t1 -c50 -d"$DURATION" -s "$WORK/pair1.lua" "https://127.0.0.1:$((GW_PORT + 10))/distributed/read" >"$WORK/pair-1.txt"
+    wait "$other"
+    a1=$(cpu "$first"); a2=$(cpu "$second")
+    local polls=$(( $(completed "$WORK/pair-0.txt") + $(completed "$WORK/pair-1.txt") ))
+    PAIR[both]=$(python3 -c "print(round($polls / max($a1 - $b1 + $a2 - $b2, 0.001)))")
+    kill "$first" "$second"
+    while kill -0 "$first" 2>/dev/null || kill -0 "$second" 2>/dev/null; do sleep 0.1; done
+    GW_PID=
+}
+
+declare -A ENROLL NODES POLL TRIPS PAIR
 run_store sqlite
 run_store postgres
+run_pair
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
 echo
@@ -150,3 +213,7 @@ echo "| empty polls, ${NODES[sqlite]}/${NODES[postgres]} nodes, no campaign | ${
 echo "| empty polls, 10 active campaigns | ${POLL[sqlite-10]} | ${POLL[postgres-10]} | $(ratio "${POLL[postgres-10]}" "${POLL[sqlite-10]}") |"
 echo "| 10 campaigns / none | $(ratio "${POLL[sqlite-10]}" "${POLL[sqlite-0]}") | $(ratio "${POLL[postgres-10]}" "${POLL[postgres-0]}") | |"
 echo "| database round trips per 1,000 empty polls | | ${TRIPS[0]} (no campaign), ${TRIPS[10]} (10 campaigns) | |"
+echo
+echo "| empty polls per gateway CPU-second, PostgreSQL, 10 campaigns | one gateway | two gateways, one per core | two / one |"
+echo "|---|---|---|---|"
+echo "| | ${PAIR[alone]} | ${PAIR[both]} | $(ratio "${PAIR[both]}" "${PAIR[alone]}") |"
