@@ -9,7 +9,13 @@ final class LiveQueryGateway: @unchecked Sendable {
     let gateway: TestGateway
     let adminPort = freeLoopbackPort()
     let token = "test-admin-token-\(UUID().uuidString)"
-    let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    /// A new connection per call: a pooled one the admin listener closed while idle (a slow test on
+    /// a loaded machine) would fail the next call with `remoteConnectionClosed`.
+    let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.maximumUsesPerConnection = 1
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     init() throws {
         gateway = try TestGateway()
