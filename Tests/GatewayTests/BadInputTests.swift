@@ -110,7 +110,8 @@ import Testing
     }
 
     @Test func stalledClientsAreDisconnectedAndTheServerKeepsServing() async throws {
-        try await withGateway { gateway in
+        // A short idle timeout, so the 10 s waits below tell a closed connection from a held one.
+        try await withGateway(configure: { $0.configuration.limits.idleTimeout = .seconds(3) }) { gateway in
             // Half a request, then silence.
             let half = try await RawTLSClient(port: gateway.port, caCertificate: gateway.pki.caCertificate)
             try await half.send("POST /logger HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"node_key\":")

@@ -73,6 +73,9 @@ protocol CarveStore: Sendable {
     func carve(nodeID: String, carveGUID: String) async throws -> Carve?
     /// Every carve, newest first.
     func carves() async throws -> [Carve]
+    /// Every carve still receiving blocks, in any order: what the periodic sweep looks at. It is
+    /// background work, not a request's, so a shared store does not count it as one.
+    func receivingCarves() async throws -> [Carve]
     /// How many carves are still receiving blocks.
     func openCount() async throws -> Int
     /// Stores block `index` of carve `id` unless it is already stored or the carve no longer receives.

@@ -227,14 +227,16 @@ final class CarveService: Service, Sendable {
 
     /// Expires stale sessions and assembles carves that have all their blocks.
     func sweep(at now: Date = Date()) async {
-        await expireStale(at: now)
-        guard let all = try? await store.carves() else { return }
-        for carve in all where carve.isAssemblable && ServiceLoop.keepRunning { await assemble(carve.id) }
+        guard let receiving = try? await store.receivingCarves() else { return }
+        await expireStale(receiving, at: now)
+        for carve in receiving where carve.isAssemblable && ServiceLoop.keepRunning { await assemble(carve.id) }
     }
 
-    private func expireStale(at now: Date) async {
-        guard let all = try? await store.carves() else { return }
-        for carve in all where carve.state == .receiving && !carve.isAssemblable && isStale(carve, at: now) {
+    /// Expires the stale sessions among `receiving` (read from the store when nil).
+    private func expireStale(_ receiving: [Carve]? = nil, at now: Date) async {
+        var receiving = receiving
+        if receiving == nil { receiving = try? await store.receivingCarves() }
+        for carve in receiving ?? [] where !carve.isAssemblable && isStale(carve, at: now) {
             await expire(carve, at: now)
         }
     }

@@ -57,6 +57,10 @@ final class PostgresCarveStore: CarveStore {
         try await pool.rows("\(unescaped: Self.select) ORDER BY started_at DESC, id COLLATE \"C\"").map(Self.carve)
     }
 
+    func receivingCarves() async throws -> [Carve] {
+        try await pool.rows("\(unescaped: Self.select) WHERE state = 'receiving'", background: true).map(Self.carve)
+    }
+
     func openCount() async throws -> Int {
         let value = try await pool.rows("SELECT count(*)::bigint FROM gateway_carves WHERE state = 'receiving'").first?.decode(Int64.self)
         return Int(value ?? 0)

@@ -96,6 +96,12 @@ final class SQLiteCarveStore: CarveStore {
         }
     }
 
+    func receivingCarves() async throws -> [Carve] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: Self.select + " WHERE state = 'receiving'").map(Self.carve)
+        }
+    }
+
     func openCount() async throws -> Int {
         try await pool.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM carves WHERE state = 'receiving'") ?? 0

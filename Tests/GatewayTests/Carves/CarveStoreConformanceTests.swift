@@ -58,6 +58,9 @@ extension StoreKind {
             #expect(blocks.map { String(decoding: $0.data, as: UTF8.self) } == ["aaaa", "bbbb", "cc"])
             #expect(try await store.blocks(of: "c1", from: 1, limit: 1).map(\.index) == [1])
             #expect(try await store.carve(id: "c1")?.isAssemblable == true)
+            let receiving = try await store.receivingCarves()
+            #expect(Set(receiving.map(\.id)) == ["c1", "c2"])
+            #expect(receiving.first { $0.id == "c1" }?.blocksReceived == 3)
 
             try await store.complete("c1", sha256: "ab", compressed: true, at: Self.t0.addingTimeInterval(9))
             let complete = try #require(try await store.carve(id: "c1"))
@@ -72,6 +75,7 @@ extension StoreKind {
             let expired = try #require(try await store.carve(id: "c2"))
             #expect(expired.state == .expired && expired.error == "too old" && expired.blocksReceived == 0)
             #expect(try await store.openCount() == 0)
+            #expect(try await store.receivingCarves().isEmpty)
 
             try await store.link("c1", campaignID: "gw-1", path: "/etc/hosts")
             let linked = try #require(try await store.carve(id: "c1"))

@@ -6,7 +6,7 @@ import Testing
 /// instance_id in an enroll body is a claim anyone can copy, a verified certificate is not.
 ///
 /// Each step uses an agent of its own (a new connection), as osquery 5.23 does, so no step depends
-/// on a kept-alive connection outliving the test gateway's 1 s idle timeout.
+/// on a kept-alive connection outliving the test gateway's idle timeout.
 @Suite struct CertificateBindingTests {
     /// Certificate-only enrollment: cert B claiming A's instance_id becomes a node of its own, and A's
     /// key goes on working with A's certificate.

@@ -59,8 +59,11 @@ final class LiveQueryGateway: @unchecked Sendable {
         return states
     }
 
+    /// An agent that opens a new connection per request, as osquery 5.23 does: a test that waits
+    /// between two polls never sends on a connection the gateway just closed for idling.
     func agent(_ host: String) throws -> AgentEmulator {
-        try AgentEmulator(baseURL: gateway.baseURL, caCertificate: gateway.pki.caCertificate, secret: gateway.secret, hostIdentifier: host)
+        try AgentEmulator(baseURL: gateway.baseURL, caCertificate: gateway.pki.caCertificate, secret: gateway.secret, hostIdentifier: host,
+                          newConnectionPerRequest: true)
     }
 
     func shutdown() async throws {

@@ -130,9 +130,11 @@ import Testing
     @Test func aRevokedNodeGetsNodeInvalidAndEnrollsAgain() async throws {
         try await withLiveQueryGateway { live in
             let agent = try live.agent("web-1")
-            try await agent.enroll()
-            let nodes = try await live.object(.GET, "/api/nodes")
-            let node = try #require((nodes["nodes"] as? [[String: Any]])?.first)
+            let enrolled = try await agent.enroll()
+            #expect(agent.nodeKey != nil, "enroll answered \(enrolled.status) \(enrolled.body)")
+            let (status, listed) = try await live.call(.GET, "/api/nodes")
+            let nodes = (try? JSONSerialization.jsonObject(with: Data(listed.utf8))) as? [String: Any] ?? [:]
+            let node = try #require((nodes["nodes"] as? [[String: Any]])?.first, "GET /api/nodes answered \(status) \(listed)")
             let id = try #require(node["id"] as? String)
             #expect(node["host_identifier"] as? String == "web-1")
             #expect(node["revoked_at"] is NSNull)

@@ -47,7 +47,7 @@ final class TestGateway: @unchecked Sendable {
             limits:
               max_body: 1MiB
               max_inflated_body: 4MiB
-              idle_timeout: 3s
+              idle_timeout: 30s  # longer than a loaded machine pauses between two requests of a test
             """
         configuration = try GatewayConfiguration.parse(yaml: yaml, baseDirectory: directory, environment: [:])
     }
