@@ -88,10 +88,14 @@ import Testing
             try await receiver.start(port: port)
             #expect(await eventually { receiver.lines.count >= 150 })
         }
+        // At least once: a batch whose answer came too late (a loaded machine) is sent again, so a
+        // line may arrive twice; its first arrivals are every line, in each node's order.
         let lines = receiver.lines
-        #expect(lines.count == 150)
+        #expect(lines.count >= 150)
         for node in ["a", "b", "c"] {
-            #expect(lines.filter { $0.contains("\"node\":\"\(node)\"") } == expected[node]!)
+            var seen = Set<String>()
+            let first = lines.filter { $0.contains("\"node\":\"\(node)\"") && seen.insert($0).inserted }
+            #expect(first == expected[node]!)
         }
         await receiver.stop()
     }
